@@ -1,0 +1,310 @@
+"""Typed clm configuration: one YAML file, validated, with environment overrides.
+
+The file (default ``include/clm.yaml``, or ``$CLM_CONFIG``) is loaded into :class:`ClmConfig`.
+Any field can be overridden from the environment as ``CLM__<SECTION>__<FIELD>=value`` (values
+are parsed as YAML, so ``CLM__TRAINING__MAX_STEPS=50`` is an int). Relative paths are resolved
+against ``home`` (``$CLM_HOME``, default ``./.clm``), so one folder holds all local state.
+
+A wrong value raises :class:`ConfigError`, whose message names the dotted field and the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clm_lib.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "include" / "clm.yaml"
+ENV_PREFIX = "CLM__"
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos more often than not; refuse them so the user hears about it.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(_Section):
+    """Where clm keeps its local state. Relative paths are resolved against ``home``."""
+
+    home: Path = Field(default=Path(".clm"))
+    """Root folder of all local state (``$CLM_HOME`` wins over this value)."""
+    landing: Path = Path("landing")
+    """Folder watched by ``clm_ingest``; files are moved to ``landing/processed`` once ingested."""
+    lake: str = "lake"
+    """Delta Lake root (``$CLM_DATA_URI`` wins): a folder, or ``s3://bucket/prefix`` in production."""
+    models: Path = Path("models")
+    """Where base models, training outputs and checkpoints are written."""
+    logs: Path = Path("logs")
+    """Logs of the processes ``clm up`` starts."""
+
+
+class DatabaseConfig(_Section):
+    """clm's own state database (never Airflow's metadata DB)."""
+
+    url: str | None = None
+    """SQLAlchemy URL (``$CLM_DATABASE_URL`` wins). Default: SQLite file ``clm.db`` under home."""
+
+
+class DataConfig(_Section):
+    """Ingestion and validation of prompt/response records."""
+
+    tasks: list[str] = Field(min_length=1)
+    """Known task names. A record naming another task is quarantined (``unknown_task``)."""
+    formats: list[Literal["jsonl", "csv", "parquet"]] = ["jsonl", "csv", "parquet"]
+    """File formats picked up from the landing folder, by extension."""
+    min_prompt_chars: int = Field(default=3, ge=1)
+    """Shorter prompts are quarantined."""
+    max_prompt_chars: int = Field(default=2000, ge=1)
+    """Longer prompts are quarantined (they would be truncated silently in training)."""
+    min_response_chars: int = Field(default=1, ge=1)
+    """Shorter responses are quarantined."""
+    max_response_chars: int = Field(default=1000, ge=1)
+    """Longer responses are quarantined."""
+    eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    """Share of records held out for evaluation, chosen by content hash so it is stable."""
+    gx_suite: str = "curated_records"
+    """Name of the Great Expectations suite in ``include/gx/`` that decides what is curated."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> DataConfig:
+        if self.min_prompt_chars > self.max_prompt_chars:
+            raise ValueError("min_prompt_chars must not exceed max_prompt_chars")
+        if self.min_response_chars > self.max_response_chars:
+            raise ValueError("min_response_chars must not exceed max_response_chars")
+        return self
+
+
+class ModelConfig(_Section):
+    """The base model that adapters are trained on."""
+
+    base_path: Path = Path("models/base")
+    """Local folder loaded with ``from_pretrained`` (point it at your own model)."""
+    build_if_missing: bool = True
+    """Build the small demo model from ``architecture`` when ``base_path`` is empty."""
+    architecture: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "model_type": "llama",
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 256,
+        }
+    )
+    """``transformers`` config used when building the demo model (``AutoConfig.for_model``)."""
+    vocab_size: int = Field(default=2048, ge=256)
+    """Vocabulary size of the locally trained byte-level BPE tokenizer of the demo model."""
+    max_length: int = Field(default=96, ge=16)
+    """Prompt + response tokens; longer examples are truncated from the left of the prompt."""
+    seed: int = 0
+    """Seed for building the demo model, so every machine builds the same one."""
+
+
+class LoraConfig(_Section):
+    """PEFT LoRA adapter settings."""
+
+    r: int = Field(default=16, ge=1)
+    """Adapter rank."""
+    alpha: int = Field(default=32, ge=1)
+    """Scaling numerator: the update is scaled by ``alpha / r``."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | str = "all-linear"
+    """Modules that get adapters (PEFT syntax)."""
+
+
+class ReplayConfig(_Section):
+    """Replay of past curated data, mixed into every update (Rolnick et al., 2019)."""
+
+    enabled: bool = True
+    """Turn replay off to get plain sequential fine-tuning."""
+    buffer_size: int = Field(default=2000, ge=0)
+    """Records kept in the Delta ``replay`` table (task-balanced reservoir)."""
+    mix_ratio: float = Field(default=0.5, ge=0.0, lt=1.0)
+    """Share of each training batch drawn from the replay buffer."""
+
+
+class TrainingConfig(_Section):
+    """The continual training loop."""
+
+    min_new_rows: int = Field(default=200, ge=1)
+    """A scheduled run trains only when at least this many new curated rows arrived."""
+    max_steps: int = Field(default=300, ge=1)
+    """Optimizer steps per update."""
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+    """Write a resumable checkpoint every N steps."""
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+    """torch CPU threads."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    lora: LoraConfig = LoraConfig()
+    replay: ReplayConfig = ReplayConfig()
+
+
+class EvaluationConfig(_Section):
+    """Evaluation of every task after every update."""
+
+    max_examples_per_task: int = Field(default=200, ge=1)
+    """Held-out examples scored per task (a stable subset, so rows stay comparable)."""
+    batch_size: int = Field(default=64, ge=1)
+
+
+class RegistryConfig(_Section):
+    """MLflow tracking and registry."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI (``$MLFLOW_TRACKING_URI`` wins). Default: SQLite under home."""
+    experiment: str = "clm"
+    model_name: str = "clm-assistant"
+    """Registered model name; aliases ``champion`` and ``challenger`` live on it."""
+
+
+class GateConfig(_Section):
+    """Promotion gate: a candidate replaces the champion only if no old task regressed."""
+
+    max_task_drop: float = Field(default=5.0, ge=0)
+    """Largest allowed drop, in accuracy points (0-100), of any task against the champion."""
+    min_new_task_accuracy: float = Field(default=0.0, ge=0, le=100)
+    """A task seen for the first time must reach at least this accuracy."""
+
+
+class ServerConfig(_Section):
+    """Ports of the processes ``clm up`` starts, all bound to 127.0.0.1."""
+
+    host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
+    """Loopback only: clm never listens on other interfaces."""
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    parallelism: int = Field(default=4, ge=1)
+    """Airflow ``[core] parallelism``: LocalExecutor worker processes (small machine)."""
+
+
+class ClmConfig(_Section):
+    """The whole clm configuration."""
+
+    paths: PathsConfig = PathsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
+    gate: GateConfig = GateConfig()
+    server: ServerConfig = ServerConfig()
+
+    @field_validator("data")
+    @classmethod
+    def _unique_tasks(cls, v: DataConfig) -> DataConfig:
+        if len(set(v.tasks)) != len(v.tasks):
+            raise ValueError("tasks must be unique")
+        return v
+
+    # --- resolved locations -------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return Path(os.environ.get("CLM_HOME") or self.paths.home).expanduser().resolve()
+
+    def path(self, p: Path | str) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.path(self.paths.landing)
+
+    @property
+    def lake_uri(self) -> str:
+        uri = os.environ.get("CLM_DATA_URI") or self.paths.lake
+        return uri if "://" in uri else str(self.path(uri))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path(self.paths.models)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path(self.paths.logs)
+
+    @property
+    def base_model_dir(self) -> Path:
+        return self.path(self.model.base_path)
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("CLM_DATABASE_URL") or self.database.url or f"sqlite:///{self.home / 'clm.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or self.registry.tracking_uri
+            or f"sqlite:///{self.home / 'mlflow.db'}"
+        )
+
+    def config_hash(self) -> str:
+        """Stable hash of the effective settings, recorded with every model for lineage."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {'.'.join(parts[:-1])} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: value is not valid YAML ({exc})") from None
+    return raw
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{field}: {err['msg']}{shown}")
+    return f"invalid clm config {source}:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> ClmConfig:
+    """Load, override from the environment, and validate. Raises :class:`ConfigError`."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get("CLM_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read clm config {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"clm config {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"clm config {path} must be a mapping of sections, got {type(raw).__name__}")
+    raw = _apply_env_overrides(raw, environ)
+    try:
+        return ClmConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None

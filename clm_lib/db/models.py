@@ -1,0 +1,146 @@
+"""clm's own state: one table per thing a person asks about later ("which data made this model?").
+
+Airflow 3 forbids tasks from touching Airflow's metadata DB, so all of this lives in clm's database.
+Schema changes go through Alembic (``clm_lib/db/migrations``); a test keeps models and migrations equal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class IngestionBatch(Base):
+    """One landing file ingested once. Counts reconcile: rows_in = curated + quarantined + duplicate."""
+
+    __tablename__ = "ingestion_batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_format: Mapped[str] = mapped_column(String(16))
+    file_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | committed | failed
+    rows_in: Mapped[int] = mapped_column(Integer, default=0)
+    rows_curated: Mapped[int] = mapped_column(Integer, default=0)
+    rows_quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    task_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    quarantine_reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    raw_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quarantine_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ValidationResult(Base):
+    """The Great Expectations verdict on one batch."""
+
+    __tablename__ = "validation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("ingestion_batches.id"), index=True)
+    suite: Mapped[str] = mapped_column(String(128))
+    success: Mapped[bool]
+    evaluated: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    expectations: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRun(Base):
+    """One continual update: what it read, what started it, what it produced."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | skipped
+    trigger: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    airflow_dag_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    parent_model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    base_model: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(String(32))
+    curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    previous_curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    replay_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_rows: Mapped[int] = mapped_column(Integer, default=0)
+    replay_rows: Mapped[int] = mapped_column(Integer, default=0)
+    tasks: Mapped[list[Any]] = mapped_column(default=list)
+    """Tasks in the order they were first learned, up to and including this run."""
+    strategies: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Evaluation(Base):
+    """All tasks scored after one update: one row of the accuracy matrix R, plus AA and BWT."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    training_run_id: Mapped[str] = mapped_column(ForeignKey("training_runs.id"), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tasks: Mapped[list[Any]] = mapped_column(default=list)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """task -> accuracy (0-100) on its held-out set."""
+    matrix: Mapped[list[Any]] = mapped_column(default=list)
+    """R[i][j]: accuracy on task j after update i, along this model's lineage (None: task not yet seen)."""
+    average_accuracy: Mapped[float] = mapped_column(Float)
+    backward_transfer: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GateDecision(Base):
+    """Why a candidate was or was not promoted."""
+
+    __tablename__ = "gate_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(250))
+    model_version: Mapped[str] = mapped_column(String(32), index=True)
+    champion_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    passed: Mapped[bool]
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConfigVersion(Base):
+    """Every distinct effective configuration a run used, addressable by its hash."""
+
+    __tablename__ = "config_versions"
+
+    config_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only record of every state change a person may be asked to explain."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(250))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(250))
+    from_value: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    to_value: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

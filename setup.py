@@ -1,0 +1,39 @@
+"""clm: continual learning for on-prem LLMs, run by Apache Airflow 3.
+
+Exact, tested pins live in ``constraints.txt``; install with
+``pip install -c constraints.txt -e '.[train,dev]'`` (``make test`` and ``make demo`` do this).
+"""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "pydantic>=2.7",
+    "pyyaml>=6",
+    "sqlalchemy>=2.0",
+    "alembic>=1.13",
+    "psycopg2-binary>=2.9",
+    "pyarrow>=17",
+    "deltalake>=1.0",
+    "pandas>=2",
+    "great-expectations>=1.3",
+    "mlflow>=3.0",
+    "click>=8",
+    "apache-airflow>=3.3,<3.4",
+    "apache-airflow-providers-fab>=3.10",
+    "apache-airflow-providers-standard",
+]
+TRAIN = ["torch>=2.4", "transformers>=5.0", "peft>=0.17", "tokenizers>=0.21", "deepspeed>=0.17"]
+K8S = ["apache-airflow-providers-cncf-kubernetes>=10.0", "kubernetes"]
+DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright"]
+
+setup(
+    name="clm",
+    version="0.1.0",
+    description="Continual learning for on-prem LLMs, orchestrated by Apache Airflow 3",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["clm_lib", "clm_lib.*"]),
+    package_data={"clm_lib": ["db/migrations/*.py", "db/migrations/*.mako", "db/migrations/versions/*.py"]},
+    install_requires=CORE,
+    extras_require={"train": TRAIN, "k8s": K8S, "dev": DEV},
+    entry_points={"console_scripts": ["clm=clm_lib.cli:main"]},
+)
