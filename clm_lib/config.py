@@ -215,7 +215,7 @@ class ClmConfig(_Section):
     # --- resolved locations -------------------------------------------------------------
     @property
     def home(self) -> Path:
-        return Path(os.environ.get("CLM_HOME") or self.paths.home).expanduser().resolve()
+        return Path(self.paths.home).expanduser().resolve()
 
     def path(self, p: Path | str) -> Path:
         p = Path(p).expanduser()
@@ -227,7 +227,7 @@ class ClmConfig(_Section):
 
     @property
     def lake_uri(self) -> str:
-        uri = os.environ.get("CLM_DATA_URI") or self.paths.lake
+        uri = self.paths.lake
         return uri if "://" in uri else str(self.path(uri))
 
     @property
@@ -244,15 +244,11 @@ class ClmConfig(_Section):
 
     @property
     def database_url(self) -> str:
-        return os.environ.get("CLM_DATABASE_URL") or self.database.url or f"sqlite:///{self.home / 'clm.db'}"
+        return self.database.url or f"sqlite:///{self.home / 'clm.db'}"
 
     @property
     def tracking_uri(self) -> str:
-        return (
-            os.environ.get("MLFLOW_TRACKING_URI")
-            or self.registry.tracking_uri
-            or f"sqlite:///{self.home / 'mlflow.db'}"
-        )
+        return self.registry.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     def config_hash(self) -> str:
         """Stable hash of the effective settings, recorded with every model for lineage."""
@@ -260,7 +256,22 @@ class ClmConfig(_Section):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Conventional variables that win over the file (the 12-factor names people already set).
+WELL_KNOWN_ENV = {
+    "CLM_HOME": ("paths", "home"),
+    "CLM_DATA_URI": ("paths", "lake"),
+    "CLM_DATABASE_URL": ("database", "url"),
+    "MLFLOW_TRACKING_URI": ("registry", "tracking_uri"),
+}
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, (section, name) in WELL_KNOWN_ENV.items():
+        if environ.get(key):
+            section_raw = raw.setdefault(section, {})
+            if not isinstance(section_raw, dict):
+                raise ConfigError(f"{section}: must be a mapping, got {type(section_raw).__name__}")
+            section_raw[name] = environ[key]
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue

@@ -71,6 +71,8 @@ class TrainingRun(Base):
     airflow_dag_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
     parent_model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    """The MLflow model version registered from this run's output, once registered."""
     base_model: Mapped[str] = mapped_column(Text)
     config_hash: Mapped[str] = mapped_column(String(32))
     curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)

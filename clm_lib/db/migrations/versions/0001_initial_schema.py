@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 20:37:56.450111
+Create Date: 2026-11-24
 """
 
 from alembic import op
@@ -82,6 +82,7 @@ def upgrade() -> None:
     sa.Column('airflow_dag_id', sa.String(length=250), nullable=True),
     sa.Column('airflow_run_id', sa.String(length=250), nullable=True),
     sa.Column('parent_model_version', sa.String(length=32), nullable=True),
+    sa.Column('model_version', sa.String(length=32), nullable=True),
     sa.Column('base_model', sa.Text(), nullable=False),
     sa.Column('config_hash', sa.String(length=32), nullable=False),
     sa.Column('curated_version', sa.Integer(), nullable=True),
@@ -98,6 +99,9 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
+    with op.batch_alter_table('training_runs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_training_runs_model_version'), ['model_version'], unique=False)
+
     op.create_table('evaluations',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('training_run_id', sa.String(length=64), nullable=False),
@@ -142,6 +146,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_evaluations_training_run_id'))
 
     op.drop_table('evaluations')
+    with op.batch_alter_table('training_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_training_runs_model_version'))
+
     op.drop_table('training_runs')
     with op.batch_alter_table('ingestion_batches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ingestion_batches_file_sha256'))

@@ -1,0 +1,9 @@
+"""Assets that chain clm's DAGs: new curated data -> continual training -> a candidate to promote."""
+
+from airflow.sdk import Asset
+
+CURATED = Asset(name="clm_curated", uri="clm://lake/curated", group="clm")
+"""Updated when an ingestion batch adds curated rows; the event's extra carries the batch counts."""
+
+CANDIDATE = Asset(name="clm_candidate", uri="clm://registry/candidate", group="clm")
+"""Updated when a training run registers a new model version; the extra carries ``version``."""

@@ -1,0 +1,36 @@
+"""What every clm operator shares: the hook that loads clm's config, and the caller's identity."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from clm_lib.airflow.hooks.clm import ClmHook
+
+
+class ClmBaseOperator(BaseOperator):
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, clm_conn_id: str = ClmHook.default_conn_name, config_path: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.clm_conn_id = clm_conn_id
+        self.config_path = config_path
+
+    @property
+    def cfg(self):
+        return ClmHook(self.clm_conn_id, self.config_path).config
+
+    @staticmethod
+    def actor(context: Any) -> str:
+        """Who the change is made for: the DAG run's triggering user, else the scheduler."""
+        dag_run = context.get("dag_run")
+        user = getattr(dag_run, "triggering_user_name", None) if dag_run else None
+        return f"airflow:{user}" if user else f"airflow:{context['dag'].dag_id}"
+
+    @staticmethod
+    def quiet_libraries() -> None:
+        # GX and MLflow log at INFO per call; the task log should show clm's own lines.
+        for name in ("great_expectations", "mlflow", "alembic", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)

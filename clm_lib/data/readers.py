@@ -1,0 +1,328 @@
+"""Read a landing file into one row per record, without ever losing a line.
+
+Every record the file holds comes back as a row of :data:`READ_SCHEMA`: the three fields as text
+(or null), the other columns as a JSON object in ``metadata``, and, when the record could not be read
+cleanly, a ``problem`` code (:class:`~clm_lib.data.records.Problem`) with a human ``detail``. Lines
+that cannot be split into fields keep their text in ``raw_text``. Whole-file failures (unreadable,
+not Parquet at all, unknown extension) raise :class:`~clm_lib.errors.IngestError`.
+
+Blank lines in JSONL and CSV are not records: they are reported in ``notes``, not as rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clm_lib.data.records import FIELDS, Problem
+from clm_lib.errors import IngestError
+
+EXTENSIONS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+"""File extension -> format name (the names ``data.formats`` uses)."""
+
+READ_SCHEMA = pa.schema(
+    [
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("task", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("response", pa.string()),
+        pa.field("metadata", pa.string(), nullable=False),
+        pa.field("raw_text", pa.string()),
+        pa.field("problem", pa.string()),
+        pa.field("detail", pa.string()),
+    ]
+)
+"""``line``: 1-based line of JSONL, first physical line of a CSV record, row number in Parquet."""
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+@dataclass
+class ReadResult:
+    """The records of one file, and what the reader noticed about the file as a whole."""
+
+    format: str
+    table: pa.Table
+    notes: list[str] = field(default_factory=list)
+
+
+class _Rows:
+    """Column-wise accumulator: one ``add`` per record keeps lines in file order."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {name: [] for name in READ_SCHEMA.names}
+
+    def add(
+        self,
+        line: int,
+        values: tuple[str | None, str | None, str | None] = (None, None, None),
+        *,
+        metadata: str = "{}",
+        raw_text: str | None = None,
+        problem: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        c = self.cols
+        c["line"].append(line)
+        c["task"].append(values[0])
+        c["prompt"].append(values[1])
+        c["response"].append(values[2])
+        c["metadata"].append(metadata)
+        c["raw_text"].append(raw_text)
+        c["problem"].append(problem)
+        c["detail"].append(detail)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.cols, schema=READ_SCHEMA)
+
+
+def _as_text(value: Any) -> str | None:
+    """Keep a non-string value losslessly as its JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _metadata(extras: dict[str, Any]) -> str:
+    return json.dumps(extras, ensure_ascii=False, sort_keys=True, default=str) if extras else "{}"
+
+
+def _record_problem(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """First structural problem of a parsed record, and every problem in words."""
+    missing = [f for f in FIELDS if f not in obj]
+    wrong = [f for f in FIELDS if f in obj and obj[f] is not None and not isinstance(obj[f], str)]
+    details = [f"missing column {f!r}" for f in missing]
+    details += [f"{f!r} is a {type(obj[f]).__name__} ({_as_text(obj[f])[:60]}), not a string" for f in wrong]
+    if missing:
+        return Problem.MISSING_COLUMN, "; ".join(details)
+    if wrong:
+        return Problem.NOT_A_STRING, "; ".join(details)
+    return None, None
+
+
+def _blank_note(blank: list[int], what: str) -> list[str]:
+    if not blank:
+        return []
+    shown = ", ".join(map(str, blank[:10])) + (" ..." if len(blank) > 10 else "")
+    return [f"{len(blank)} blank {what} skipped (no record on them): {shown}"]
+
+
+def read_jsonl(data: bytes) -> ReadResult:
+    """One JSON object per line. Each line is parsed on its own, so one bad line costs only itself."""
+    rows = _Rows()
+    blank: list[int] = []
+    data = data.removeprefix(codecs.BOM_UTF8)
+    lines = data.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()  # the newline that ends the last line does not start another
+    loads = json.loads
+    for number, raw in enumerate(lines, 1):
+        encoding_problem = None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "replace")
+            encoding_problem = (
+                f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "undecodable bytes were replaced with U+FFFD"
+            )
+        if not text.strip():
+            blank.append(number)
+            continue
+        try:
+            obj = loads(text)
+        except ValueError as exc:  # JSONDecodeError, and RecursionError-free ValueErrors from odd input
+            detail = f"not valid JSON: {getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')}"
+            problem = Problem.MALFORMED_JSON
+            if encoding_problem:
+                problem, detail = Problem.BAD_ENCODING, f"{encoding_problem}; {detail}"
+            rows.add(number, raw_text=text.rstrip("\r"), problem=problem, detail=detail)
+            continue
+        if type(obj) is not dict:
+            rows.add(
+                number,
+                raw_text=text.rstrip("\r"),
+                problem=Problem.NOT_AN_OBJECT,
+                detail=f"line holds a JSON {type(obj).__name__}, not an object with {', '.join(FIELDS)}",
+            )
+            continue
+        problem, detail = _record_problem(obj)
+        if encoding_problem:
+            problem, detail = Problem.BAD_ENCODING, "; ".join(filter(None, [encoding_problem, detail]))
+        extras = {k: v for k, v in obj.items() if k not in FIELDS} if len(obj) > len(FIELDS) or problem else {}
+        rows.add(
+            number,
+            (_as_text(obj.get("task")), _as_text(obj.get("prompt")), _as_text(obj.get("response"))),
+            metadata=_metadata(extras),
+            problem=problem,
+            detail=detail,
+        )
+    notes = ["empty file: no records"] if not lines else _blank_note(blank, "lines")
+    return ReadResult("jsonl", rows.table(), notes)
+
+
+def _fix_encoding(fields: list[str]) -> tuple[list[str], str | None]:
+    """Turn surrogate-escaped bytes back into U+FFFD and say which bytes they were."""
+    bad = [m.group() for f in fields for m in _SURROGATE.finditer(f)]
+    if not bad:
+        return fields, None
+    shown = " ".join(f"0x{ord(c) - 0xDC00:02x}" for c in bad[:8])
+    fixed = [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in fields]
+    return fixed, f"invalid UTF-8 bytes ({shown}); they were replaced with U+FFFD"
+
+
+def _csv_records(text: str) -> Iterable[tuple[int, list[str] | None, str | None]]:
+    """(first line, fields, parse error) per CSV record; a csv.Error costs only its record."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, None, str(exc)
+        else:
+            yield start, fields, None
+        start = reader.line_num + 1
+
+
+def read_csv(data: bytes) -> ReadResult:
+    """CSV with a header row. The stdlib reader is used because it reports the line each record
+    starts on (quoted newlines make records span lines) and lets one bad record fail alone."""
+    rows = _Rows()
+    try:
+        text = data.decode("utf-8-sig")
+        maybe_bad = False
+    except UnicodeDecodeError:
+        text = data.decode("utf-8-sig", "surrogateescape")
+        maybe_bad = True
+    records = iter(_csv_records(text))
+    header: list[str] | None = None
+    for _line, fields, _error in records:
+        if fields:  # skip blank lines before the header
+            header = [h.strip() for h in (_fix_encoding(fields)[0] if maybe_bad else fields)]
+            break
+    if header is None:
+        return ReadResult("csv", rows.table(), ["empty file: no header and no records"])
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise IngestError(f"CSV header repeats column(s) {', '.join(dupes)}: cannot tell which value is meant")
+    missing = [f for f in FIELDS if f not in header]
+    pos = {name: i for i, name in enumerate(header)}
+    extra_cols = [(i, h) for i, h in enumerate(header) if h not in FIELDS]
+    missing_detail = "; ".join(f"missing column {f!r} (header has: {', '.join(header)})" for f in missing)
+    blank: list[int] = []
+    for line, fields, error in records:
+        if error is not None:
+            rows.add(line, problem=Problem.MALFORMED_CSV, detail=f"CSV record cannot be parsed: {error}")
+            continue
+        if not fields:
+            blank.append(line)
+            continue
+        encoding_problem = None
+        if maybe_bad:
+            fields, encoding_problem = _fix_encoding(fields)
+        if len(fields) != len(header):
+            detail = f"expected {len(header)} fields ({', '.join(header)}), got {len(fields)}"
+            rows.add(
+                line,
+                raw_text=json.dumps(fields, ensure_ascii=False),
+                problem=Problem.BAD_ENCODING if encoding_problem else Problem.WRONG_FIELD_COUNT,
+                detail="; ".join(filter(None, [encoding_problem, detail])),
+            )
+            continue
+        values = tuple(fields[pos[f]] if f in pos else None for f in FIELDS)
+        problem = Problem.BAD_ENCODING if encoding_problem else (Problem.MISSING_COLUMN if missing else None)
+        detail = "; ".join(filter(None, [encoding_problem, missing_detail])) or None
+        rows.add(line, values, metadata=_metadata({h: fields[i] for i, h in extra_cols}), problem=problem, detail=detail)
+    notes = _blank_note(blank, "lines")
+    if missing:
+        notes.append(f"every record is quarantined: {missing_detail}")
+    if not rows.cols["line"]:
+        notes.append("header only: no records")
+    return ReadResult("csv", rows.table(), notes)
+
+
+_STRINGISH = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+
+
+def _string_column(table: pa.Table, name: str) -> tuple[pa.ChunkedArray, list[str | None]]:
+    """The column as text, and per row the reason it is not usable text (None when it is)."""
+    col = table[name]
+    kind = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    if pa.types.is_null(kind) or any(test(kind) for test in _STRINGISH):
+        return pc.cast(col, pa.string()), [None] * table.num_rows
+    values = col.to_pylist()
+    detail = f"{name!r} is stored as {col.type}, not a string"
+    texts = [_as_text(v) for v in values]
+    return pa.chunked_array([pa.array(texts, pa.string())]), [None if v is None else detail for v in values]
+
+
+def read_parquet(path: Path) -> ReadResult:
+    """A Parquet file. Columns of the wrong type quarantine their rows (``not_a_string``), values kept."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise IngestError(f"{path} is not a readable Parquet file: {exc}") from None
+    n = table.num_rows
+    rows = _Rows()
+    cols = rows.cols
+    cols["line"] = list(range(1, n + 1))
+    problems: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+    notes: list[str] = []
+    for name in FIELDS:
+        if name not in table.column_names:
+            cols[name] = [None] * n
+            detail = f"missing column {name!r} (file has: {', '.join(table.column_names)})"
+            notes.append(f"every record is quarantined: {detail}")
+            for p in problems:
+                p.append((Problem.MISSING_COLUMN, detail))
+            continue
+        text, wrong = _string_column(table, name)
+        cols[name] = text.to_pylist()
+        for p, w in zip(problems, wrong, strict=True):
+            if w:
+                p.append((Problem.NOT_A_STRING, w))
+    extras = table.drop_columns([c for c in FIELDS if c in table.column_names])
+    cols["metadata"] = [_metadata(r) for r in extras.to_pylist()] if extras.num_columns else ["{}"] * n
+    cols["raw_text"] = [None] * n
+    # Missing columns outrank wrong types: the first problem found is the reason, all are the detail.
+    order = {Problem.MISSING_COLUMN: 0, Problem.NOT_A_STRING: 1}
+    ranked = [sorted(p, key=lambda item: order[item[0]]) for p in problems]
+    cols["problem"] = [p[0][0] if p else None for p in ranked]
+    cols["detail"] = ["; ".join(d for _, d in p) if p else None for p in ranked]
+    if not n:
+        notes.append("empty file: no records")
+    return ReadResult("parquet", rows.table(), notes)
+
+
+def file_format(path: Path) -> str | None:
+    """The format name of ``path`` by its extension, or None when clm does not read it."""
+    return EXTENSIONS.get(path.suffix.lower())
+
+
+def read_file(path: str | Path) -> ReadResult:
+    """Read ``path`` by its extension. Raises :class:`IngestError` when the file cannot be read at all."""
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt is None:
+        raise IngestError(f"{path}: unsupported file type {path.suffix!r} (clm reads {', '.join(EXTENSIONS)})")
+    if fmt == "parquet":
+        return read_parquet(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return read_jsonl(data) if fmt == "jsonl" else read_csv(data)

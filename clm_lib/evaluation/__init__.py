@@ -1,0 +1,1 @@
+"""Evaluation of every task after every update: scores, the accuracy matrix, the promotion gate."""

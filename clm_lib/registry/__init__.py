@@ -1,0 +1,1 @@
+"""MLflow tracking and registry: candidates with lineage, audited aliases."""

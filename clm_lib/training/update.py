@@ -1,0 +1,190 @@
+"""One continual update, as the scheduler sees it: decide, gather data, train, remember.
+
+The recipe (:mod:`clm_lib.training.recipe`) knows how to train; this module knows *what* to train
+on and records it: the curated Delta version read, the one the previous update read (so "new" is
+exactly the rows in between, by time travel), the replay version mixed in, the parent model, the
+config hash and what triggered the run. That record is the lineage MLflow tags are made from.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from clm_lib.config import ClmConfig
+from clm_lib.db import session_scope
+from clm_lib.db.models import ConfigVersion, TrainingRun, utcnow
+from clm_lib.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """Whether an update should run now, and on which Delta versions."""
+
+    should_train: bool
+    reason: str
+    new_rows: int
+    curated_version: int | None
+    previous_curated_version: int | None
+    task_counts: dict[str, int] = field(default_factory=dict)
+
+
+def last_successful_run(cfg: ClmConfig) -> TrainingRun | None:
+    with session_scope(cfg.database_url) as s:
+        return s.scalars(
+            select(TrainingRun).where(TrainingRun.status == "succeeded").order_by(TrainingRun.finished_at.desc())
+        ).first()
+
+
+def _new_training_rows(cfg: ClmConfig, previous_version: int | None) -> pa.Table:
+    from clm_lib.data.ingest import curated_rows_since
+
+    rows = curated_rows_since(cfg, previous_version)
+    return rows.filter(pc.equal(rows["split"], "train")) if rows.num_rows else rows
+
+
+def plan_update(cfg: ClmConfig, *, force: bool = False) -> UpdatePlan:
+    """Volume trigger: train when at least ``training.min_new_rows`` new curated rows arrived."""
+    from clm_lib.data import lake
+
+    last = last_successful_run(cfg)
+    previous = last.curated_version if last else None
+    current = lake.table_version(cfg, "curated")
+    if current is None:
+        return UpdatePlan(False, "no curated data yet", 0, None, previous)
+    new = _new_training_rows(cfg, previous)
+    counts = {str(k): int(v) for k, v in zip(*_value_counts(new, "task"), strict=True)}
+    need = cfg.training.min_new_rows
+    if new.num_rows >= need:
+        return UpdatePlan(True, f"{new.num_rows} new curated rows (>= {need})", new.num_rows, current, previous, counts)
+    if force and new.num_rows:
+        return UpdatePlan(True, f"forced with {new.num_rows} new rows (< {need})", new.num_rows, current, previous, counts)
+    return UpdatePlan(False, f"{new.num_rows} new curated rows (< {need})", new.num_rows, current, previous, counts)
+
+
+def _value_counts(table: pa.Table, column: str) -> tuple[list[Any], list[int]]:
+    if not table.num_rows:
+        return [], []
+    vc = pc.value_counts(table[column]).to_pylist()
+    return [d["values"] for d in vc], [d["counts"] for d in vc]
+
+
+def _parent_adapter(cfg: ClmConfig, parent_version: str | None) -> Path | None:
+    if parent_version is None:
+        return None
+    with session_scope(cfg.database_url) as s:
+        run = s.scalars(select(TrainingRun).where(TrainingRun.model_version == parent_version)).first()
+    local = Path(run.output_dir) / "adapter" if run and run.output_dir else None
+    if local and local.is_dir():
+        return local
+    # The champion was trained elsewhere (another machine, a pod): fetch its adapter from MLflow.
+    import mlflow
+
+    from clm_lib.registry.mlflow_registry import client
+
+    client(cfg)
+    uri = f"models:/{cfg.registry.model_name}/{parent_version}"
+    return Path(mlflow.artifacts.download_artifacts(f"{uri}/artifacts/adapter"))
+
+
+def _tasks_in_order(parent_tasks: list[str], new: pa.Table, known: list[str]) -> list[str]:
+    seen = list(parent_tasks)
+    for task in new["task"].to_pylist() if new.num_rows else []:
+        if task not in seen:
+            seen.append(task)
+    # Keep tasks that arrived together in the configured order, so R's columns read naturally.
+    head, tail = seen[: len(parent_tasks)], seen[len(parent_tasks) :]
+    return head + sorted(tail, key=lambda t: known.index(t) if t in known else len(known))
+
+
+def run_update(
+    cfg: ClmConfig,
+    *,
+    trigger: dict[str, Any],
+    plan: UpdatePlan,
+    airflow_dag_id: str | None = None,
+    airflow_run_id: str | None = None,
+    actor: str | None = None,
+) -> TrainingRun:
+    """Train one continual update on ``plan`` and record it. Returns the stored run."""
+    from clm_lib.data import lake
+    from clm_lib.modeling.build import ensure_base_model
+    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+    from clm_lib.training.recipe import train_update
+    from clm_lib.training.strategies.replay import select_buffer
+
+    if not plan.should_train:
+        raise TrainingError(f"nothing to train: {plan.reason}")
+    run_id = f"run-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    base = ensure_base_model(cfg)
+    parent_version = alias_version(cfg, CHAMPION)
+    parent_tasks: list[str] = []
+    if parent_version:
+        with session_scope(cfg.database_url) as s:
+            parent = s.scalars(select(TrainingRun).where(TrainingRun.model_version == parent_version)).first()
+            parent_tasks = list(parent.tasks) if parent else []
+    new = _new_training_rows(cfg, plan.previous_curated_version)
+    replay_version = lake.table_version(cfg, "replay")
+    replay = lake.read_table(cfg, "replay", version=replay_version) if cfg.training.replay.enabled else None
+    output_dir = cfg.models_dir / "runs" / run_id
+    run = TrainingRun(
+        id=run_id,
+        status="running",
+        trigger=trigger,
+        airflow_dag_id=airflow_dag_id,
+        airflow_run_id=airflow_run_id,
+        parent_model_version=parent_version,
+        base_model=str(base),
+        config_hash=cfg.config_hash(),
+        curated_version=plan.curated_version,
+        previous_curated_version=plan.previous_curated_version,
+        replay_version=replay_version if cfg.training.replay.enabled else None,
+        new_rows=new.num_rows,
+        tasks=_tasks_in_order(parent_tasks, new, cfg.data.tasks),
+        output_dir=str(output_dir),
+    )
+    with session_scope(cfg.database_url) as s:
+        if s.get(ConfigVersion, run.config_hash) is None:
+            s.add(ConfigVersion(config_hash=run.config_hash, content=cfg.model_dump(mode="json")))
+        s.add(run)
+    log.info("training %s: %s new rows, replay v%s, parent %s", run_id, new.num_rows, replay_version, parent_version)
+    try:
+        result = train_update(
+            cfg,
+            new_data=new,
+            replay_data=replay if replay is not None else new.slice(0, 0),
+            parent_adapter_dir=_parent_adapter(cfg, parent_version),
+            output_dir=output_dir,
+            run_id=run_id,
+        )
+        if cfg.training.replay.enabled:
+            buffer = select_buffer(replay, new, cfg.training.replay.buffer_size, cfg.training.seed)
+            lake.overwrite(cfg, "replay", buffer)
+    except Exception as exc:
+        with session_scope(cfg.database_url) as s:
+            stored = s.get(TrainingRun, run_id)
+            stored.status, stored.error, stored.finished_at = "failed", str(exc)[:4000], utcnow()
+        raise
+    with session_scope(cfg.database_url) as s:
+        stored = s.get(TrainingRun, run_id)
+        stored.status = "succeeded"
+        stored.finished_at = utcnow()
+        stored.replay_rows = result.replay_rows
+        stored.strategies = result.strategies
+        stored.metrics = {
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "replay_fraction": result.replay_fraction,
+            "tokens_seen": result.tokens_seen,
+            "wall_seconds": result.wall_seconds,
+        }
+        return stored

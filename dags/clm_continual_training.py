@@ -1,0 +1,32 @@
+"""clm_continual_training: new curated data -> a continual update -> every task evaluated -> a candidate.
+
+Scheduled on the ``clm_curated`` Asset; trains only when ``training.min_new_rows`` new rows arrived.
+Manual: ``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``.
+"""
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param
+
+from clm_lib.airflow.assets import CURATED
+from clm_lib.airflow.operators.evaluation import EvaluateOperator
+from clm_lib.airflow.operators.registry import RegisterOperator
+from clm_lib.airflow.operators.training import ContinualTrainOperator
+
+with DAG(
+    dag_id="clm_continual_training",
+    schedule=[CURATED],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["clm"],
+    doc_md=__doc__,
+    params={
+        "force": Param(False, type="boolean", description="Train even below training.min_new_rows"),
+        "reason": Param("", type="string", description="Why you trigger it (kept with the run)"),
+    },
+):
+    train = ContinualTrainOperator(task_id="train")
+    evaluate = EvaluateOperator(task_id="evaluate", training_run_id=train.output)
+    register = RegisterOperator(task_id="register", training_run_id=train.output)
+    train >> evaluate >> register

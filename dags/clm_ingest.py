@@ -1,0 +1,22 @@
+"""clm_ingest: files in the landing folder -> raw / curated / quarantine Delta tables.
+
+Emits the ``clm_curated`` Asset event (with row counts) when new rows were curated; that event
+schedules ``clm_continual_training``.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from clm_lib.airflow.operators.ingest import IngestOperator
+
+with DAG(
+    dag_id="clm_ingest",
+    schedule=timedelta(minutes=5),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["clm"],
+    doc_md=__doc__,
+):
+    IngestOperator(task_id="ingest", retries=1, retry_delay=timedelta(seconds=10))

@@ -1,0 +1,79 @@
+"""Shared fixtures: a clm home in a temp folder, clm's database on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# The plugin package lives in plugins/ (Airflow puts that folder on sys.path; so do the tests).
+sys.path.insert(0, str(REPO / "plugins"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# Keep Airflow (imported by DAG and plugin tests) away from ~/airflow: a throwaway home per test session.
+if "AIRFLOW_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="clm-test-airflow-")
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+PG_ADMIN_URL = os.environ.get("CLM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def clm_home(tmp_path: Path) -> Path:
+    return tmp_path / "clm-home"
+
+
+@pytest.fixture
+def cfg(clm_home: Path):
+    """The shipped default config with every store under a temp home."""
+    from clm_lib.config import load_config
+
+    return load_config(REPO / "include" / "clm.yaml", environ={"CLM_HOME": str(clm_home)})
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from clm_lib.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'clm.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"clm_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        from clm_lib.db import get_engine
+
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path: Path) -> str:
+    """clm's database migrated to head, on each backend clm supports."""
+    from clm_lib.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'clm.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url
