@@ -77,3 +77,23 @@ def db_url(request, tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'clm.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory) -> Path:
+    """An MLflow SQLite store migrated once: creating one costs seconds, copying it costs nothing."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, _mlflow_template: Path) -> str:
+    """A fresh, empty MLflow tracking + registry store for one test."""
+    import shutil
+
+    target = tmp_path / "mlflow.db"
+    shutil.copy(_mlflow_template, target)
+    return f"sqlite:///{target}"

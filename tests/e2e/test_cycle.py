@@ -1,0 +1,88 @@
+"""One real continual-learning cycle through a real Airflow: drop -> ingest -> train -> evaluate -> register -> promote.
+
+Nothing here calls clm_lib's steps directly: files are dropped, DAGs are triggered through Airflow's REST
+API, and Airflow's own scheduler, Asset events and LocalExecutor do the rest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cycle(airflow_stack, tmp_path_factory):
+    from clm_lib.config import load_config
+    from clm_lib.demo.stream import write_demo_drops
+    from clm_lib.demo.walkthrough import run_walkthrough
+    from clm_lib.services.airflow_client import AirflowClient
+
+    cfg = load_config(environ=airflow_stack.env)
+    drops = write_demo_drops(tmp_path_factory.mktemp("drops"), tasks=cfg.data.tasks[:2], seed=7)
+    client = AirflowClient(airflow_stack.base_url, airflow_stack.username, airflow_stack.password)
+    lines: list[str] = []
+    rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
+    return cfg, client, rows, lines
+
+
+def test_every_drop_became_a_promoted_version(cycle):
+    _cfg, _client, rows, lines = cycle
+    assert len(rows) == 2, lines
+    assert [r.version for r in rows] == ["1", "2"], lines
+    assert all(r.gate.startswith("promoted") for r in rows), lines
+    assert rows[1].tasks == 2 and rows[1].backward_transfer is not None
+    assert all(r.quarantined > 0 for r in rows), "the demo drops plant bad records; they must be quarantined"
+
+
+def test_state_in_clm_database_reconciles(cycle):
+    from sqlalchemy import select
+
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import AuditEntry, Evaluation, IngestionBatch, TrainingRun
+
+    cfg, *_ = cycle
+    with session_scope(cfg.database_url) as s:
+        batches = s.scalars(select(IngestionBatch)).all()
+        assert batches and all(
+            b.rows_in == b.rows_curated + b.rows_quarantined + b.rows_duplicate for b in batches)
+        runs = s.scalars(select(TrainingRun).order_by(TrainingRun.started_at)).all()
+        assert [r.status for r in runs] == ["succeeded", "succeeded"]
+        assert runs[1].parent_model_version == runs[0].model_version == "1"
+        assert runs[1].previous_curated_version == runs[0].curated_version
+        assert runs[0].airflow_run_id and runs[0].trigger["kind"] == "asset"
+        assert runs[1].replay_rows > 0
+        last = s.scalars(select(Evaluation).order_by(Evaluation.id.desc())).first()
+        assert len(last.matrix) == 2 and last.matrix[0][1] is None
+        moves = [(a.action, a.to_value) for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        assert ("alias.champion", "1") in moves and ("alias.champion", "2") in moves
+
+
+def test_champion_loads_through_mlflow_in_a_fresh_process(cycle):
+    cfg, *_ = cycle
+    code = (
+        "import mlflow, sys\n"
+        f"mlflow.set_tracking_uri({cfg.tracking_uri!r})\n"
+        f"m = mlflow.pyfunc.load_model('models:/{cfg.registry.model_name}@champion')\n"
+        "out = m.predict(['My router keeps dropping the connection every evening'])\n"
+        "assert isinstance(out, list) and len(out) == 1 and isinstance(out[0], str), out\n"
+        "print('answer:', out[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "answer:" in done.stdout
+
+
+def test_lineage_is_on_the_model_version(cycle):
+    import mlflow
+
+    cfg, *_ = cycle
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    v = client.get_model_version_by_alias(cfg.registry.model_name, "champion")
+    assert v.version == "2"
+    for key in ("clm.delta.curated_version", "clm.config_hash", "clm.parent_version", "clm.airflow.run_id"):
+        assert v.tags.get(key), key
+    assert v.tags["clm.parent_version"] == "1"
