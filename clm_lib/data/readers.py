@@ -16,8 +16,9 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -73,29 +74,28 @@ class _Rows:
         problem: str | None = None,
         detail: str | None = None,
     ) -> None:
-        c = self.cols
-        c["line"].append(line)
-        c["task"].append(values[0])
-        c["prompt"].append(values[1])
-        c["response"].append(values[2])
-        c["metadata"].append(metadata)
-        c["raw_text"].append(raw_text)
-        c["problem"].append(problem)
-        c["detail"].append(detail)
+        for name, value in zip(READ_SCHEMA.names, (line, *values, metadata, raw_text, problem, detail), strict=True):
+            self.cols[name].append(value)
 
     def table(self) -> pa.Table:
         return pa.table(self.cols, schema=READ_SCHEMA)
 
 
+# Module-level encoders: json.dumps with non-default options builds a new encoder on every call.
+_encode_value = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_encode_metadata = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
+_FIELD_SET = frozenset(FIELDS)
+
+
 def _as_text(value: Any) -> str | None:
     """Keep a non-string value losslessly as its JSON text."""
-    if value is None or isinstance(value, str):
+    if value is None or type(value) is str:
         return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _encode_value(value)
 
 
 def _metadata(extras: dict[str, Any]) -> str:
-    return json.dumps(extras, ensure_ascii=False, sort_keys=True, default=str) if extras else "{}"
+    return _encode_metadata(extras) if extras else "{}"
 
 
 def _record_problem(obj: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -121,9 +121,11 @@ def _blank_note(blank: list[int], what: str) -> list[str]:
 def read_jsonl(data: bytes) -> ReadResult:
     """One JSON object per line. Each line is parsed on its own, so one bad line costs only itself."""
     rows = _Rows()
+    cols = rows.cols
+    line_col, task_col, prompt_col, response_col = cols["line"], cols["task"], cols["prompt"], cols["response"]
+    meta_col, rest = cols["metadata"], (cols["raw_text"], cols["problem"], cols["detail"])
     blank: list[int] = []
-    data = data.removeprefix(codecs.BOM_UTF8)
-    lines = data.split(b"\n")
+    lines = data.removeprefix(codecs.BOM_UTF8).split(b"\n")
     if lines and not lines[-1].strip():
         lines.pop()  # the newline that ends the last line does not start another
     loads = json.loads
@@ -137,22 +139,36 @@ def read_jsonl(data: bytes) -> ReadResult:
                 f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                 "undecodable bytes were replaced with U+FFFD"
             )
-        if not text.strip():
-            blank.append(number)
-            continue
         try:
             obj = loads(text)
-        except ValueError as exc:  # JSONDecodeError, and RecursionError-free ValueErrors from odd input
+        except (ValueError, RecursionError) as exc:
+            if not text.strip():
+                blank.append(number)
+                continue
             detail = f"not valid JSON: {getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')}"
             problem = Problem.MALFORMED_JSON
             if encoding_problem:
                 problem, detail = Problem.BAD_ENCODING, f"{encoding_problem}; {detail}"
-            rows.add(number, raw_text=text.rstrip("\r"), problem=problem, detail=detail)
+            rows.add(number, raw_text=text.removesuffix("\r"), problem=problem, detail=detail)
             continue
+        if type(obj) is dict and encoding_problem is None:
+            # The common case, kept lean: 100k lines should read in well under a second.
+            task, prompt, response = obj.get("task"), obj.get("prompt"), obj.get("response")
+            if type(task) is str and type(prompt) is str and type(response) is str:
+                line_col.append(number)
+                task_col.append(task)
+                prompt_col.append(prompt)
+                response_col.append(response)
+                meta_col.append(
+                    "{}" if len(obj) == 3 else _encode_metadata({k: v for k, v in obj.items() if k not in _FIELD_SET})
+                )
+                for col in rest:
+                    col.append(None)
+                continue
         if type(obj) is not dict:
             rows.add(
                 number,
-                raw_text=text.rstrip("\r"),
+                raw_text=text.removesuffix("\r"),
                 problem=Problem.NOT_AN_OBJECT,
                 detail=f"line holds a JSON {type(obj).__name__}, not an object with {', '.join(FIELDS)}",
             )
@@ -160,11 +176,10 @@ def read_jsonl(data: bytes) -> ReadResult:
         problem, detail = _record_problem(obj)
         if encoding_problem:
             problem, detail = Problem.BAD_ENCODING, "; ".join(filter(None, [encoding_problem, detail]))
-        extras = {k: v for k, v in obj.items() if k not in FIELDS} if len(obj) > len(FIELDS) or problem else {}
         rows.add(
             number,
             (_as_text(obj.get("task")), _as_text(obj.get("prompt")), _as_text(obj.get("response"))),
-            metadata=_metadata(extras),
+            metadata=_metadata({k: v for k, v in obj.items() if k not in _FIELD_SET}),
             problem=problem,
             detail=detail,
         )
@@ -182,8 +197,14 @@ def _fix_encoding(fields: list[str]) -> tuple[list[str], str | None]:
     return fixed, f"invalid UTF-8 bytes ({shown}); they were replaced with U+FFFD"
 
 
+_CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
+
 def _csv_records(text: str) -> Iterable[tuple[int, list[str] | None, str | None]]:
     """(first line, fields, parse error) per CSV record; a csv.Error costs only its record."""
+    # The stdlib default (128 KiB) would turn a long field into an unreadable record. The limit is
+    # process-wide, and raising it only ever accepts more.
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     reader = csv.reader(io.StringIO(text, newline=""))
     start = 1
     while True:
@@ -196,6 +217,20 @@ def _csv_records(text: str) -> Iterable[tuple[int, list[str] | None, str | None]
         else:
             yield start, fields, None
         start = reader.line_num + 1
+
+
+def _csv_metadata(header: list[str]) -> Callable[[list[str]], str]:
+    """Row -> JSON object of its extra columns, sorted by name; the same text ``json.dumps`` would give
+    for a dict of strings, built by hand because CSV values are always strings and this runs per row."""
+    extras = sorted((h, i) for i, h in enumerate(header) if h not in FIELDS)
+    if not extras:
+        return lambda _fields: "{}"
+    keys = [(encode_basestring(h) + ": ", i) for h, i in extras]
+
+    def encode(fields: list[str]) -> str:
+        return "{" + ", ".join(k + encode_basestring(fields[i]) for k, i in keys) + "}"
+
+    return encode
 
 
 def read_csv(data: bytes) -> ReadResult:
@@ -221,15 +256,28 @@ def read_csv(data: bytes) -> ReadResult:
         raise IngestError(f"CSV header repeats column(s) {', '.join(dupes)}: cannot tell which value is meant")
     missing = [f for f in FIELDS if f not in header]
     pos = {name: i for i, name in enumerate(header)}
-    extra_cols = [(i, h) for i, h in enumerate(header) if h not in FIELDS]
+    width = len(header)
     missing_detail = "; ".join(f"missing column {f!r} (header has: {', '.join(header)})" for f in missing)
+    metadata = _csv_metadata(header)
     blank: list[int] = []
+    cols = rows.cols
+    line_col, meta_col, rest = cols["line"], cols["metadata"], (cols["raw_text"], cols["problem"], cols["detail"])
+    value_cols = [(cols[f], pos[f]) for f in FIELDS] if not missing else []
     for line, fields, error in records:
         if error is not None:
             rows.add(line, problem=Problem.MALFORMED_CSV, detail=f"CSV record cannot be parsed: {error}")
             continue
         if not fields:
             blank.append(line)
+            continue
+        if value_cols and len(fields) == width and not maybe_bad:
+            # The common case, kept lean like the JSONL one.
+            line_col.append(line)
+            for col, i in value_cols:
+                col.append(fields[i])
+            meta_col.append(metadata(fields))
+            for col in rest:
+                col.append(None)
             continue
         encoding_problem = None
         if maybe_bad:
@@ -246,7 +294,7 @@ def read_csv(data: bytes) -> ReadResult:
         values = tuple(fields[pos[f]] if f in pos else None for f in FIELDS)
         problem = Problem.BAD_ENCODING if encoding_problem else (Problem.MISSING_COLUMN if missing else None)
         detail = "; ".join(filter(None, [encoding_problem, missing_detail])) or None
-        rows.add(line, values, metadata=_metadata({h: fields[i] for i, h in extra_cols}), problem=problem, detail=detail)
+        rows.add(line, values, metadata=metadata(fields), problem=problem, detail=detail)
     notes = _blank_note(blank, "lines")
     if missing:
         notes.append(f"every record is quarantined: {missing_detail}")
@@ -258,16 +306,15 @@ def read_csv(data: bytes) -> ReadResult:
 _STRINGISH = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
 
 
-def _string_column(table: pa.Table, name: str) -> tuple[pa.ChunkedArray, list[str | None]]:
-    """The column as text, and per row the reason it is not usable text (None when it is)."""
-    col = table[name]
+def _string_column(table: pa.Table, name: str) -> tuple[pa.Array, pa.Array]:
+    """The column as text, and per row why it is not usable text (null when it is)."""
+    col = table[name].combine_chunks()
     kind = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
     if pa.types.is_null(kind) or any(test(kind) for test in _STRINGISH):
-        return pc.cast(col, pa.string()), [None] * table.num_rows
-    values = col.to_pylist()
-    detail = f"{name!r} is stored as {col.type}, not a string"
-    texts = [_as_text(v) for v in values]
-    return pa.chunked_array([pa.array(texts, pa.string())]), [None if v is None else detail for v in values]
+        return pc.cast(col, pa.string()), pa.nulls(len(col), pa.string())
+    texts = pa.array([_as_text(v) for v in col.to_pylist()], pa.string())
+    detail = pa.scalar(f"{name!r} is stored as {col.type}, not a string")
+    return texts, pc.if_else(pc.is_valid(col), detail, pa.scalar(None, pa.string()))
 
 
 def read_parquet(path: Path) -> ReadResult:
@@ -277,35 +324,30 @@ def read_parquet(path: Path) -> ReadResult:
     except (OSError, pa.ArrowException) as exc:
         raise IngestError(f"{path} is not a readable Parquet file: {exc}") from None
     n = table.num_rows
-    rows = _Rows()
-    cols = rows.cols
-    cols["line"] = list(range(1, n + 1))
-    problems: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-    notes: list[str] = []
+    columns: dict[str, pa.Array] = {"line": pa.array(range(1, n + 1), pa.int64())}
+    missing_details, type_details = [], []
     for name in FIELDS:
-        if name not in table.column_names:
-            cols[name] = [None] * n
-            detail = f"missing column {name!r} (file has: {', '.join(table.column_names)})"
-            notes.append(f"every record is quarantined: {detail}")
-            for p in problems:
-                p.append((Problem.MISSING_COLUMN, detail))
-            continue
-        text, wrong = _string_column(table, name)
-        cols[name] = text.to_pylist()
-        for p, w in zip(problems, wrong, strict=True):
-            if w:
-                p.append((Problem.NOT_A_STRING, w))
+        if name in table.column_names:
+            columns[name], wrong = _string_column(table, name)
+            type_details.append(wrong)
+        else:
+            columns[name] = pa.nulls(n, pa.string())
+            missing_details.append(f"missing column {name!r} (file has: {', '.join(table.column_names)})")
     extras = table.drop_columns([c for c in FIELDS if c in table.column_names])
-    cols["metadata"] = [_metadata(r) for r in extras.to_pylist()] if extras.num_columns else ["{}"] * n
-    cols["raw_text"] = [None] * n
-    # Missing columns outrank wrong types: the first problem found is the reason, all are the detail.
-    order = {Problem.MISSING_COLUMN: 0, Problem.NOT_A_STRING: 1}
-    ranked = [sorted(p, key=lambda item: order[item[0]]) for p in problems]
-    cols["problem"] = [p[0][0] if p else None for p in ranked]
-    cols["detail"] = ["; ".join(d for _, d in p) if p else None for p in ranked]
+    metadata = [_metadata(r) for r in extras.to_pylist()] if extras.num_columns else ["{}"] * n
+    columns["metadata"] = pa.array(metadata, pa.string())
+    columns["raw_text"] = pa.nulls(n, pa.string())
+    # Every problem goes in the detail; a missing column outranks a wrong type as the reason. (Joined in
+    # Python: pyarrow 25.0.1's binary_join_element_wise(null_handling="skip") drops rows that are all null.)
+    per_row = zip(*(d.to_pylist() for d in type_details), strict=True) if type_details else iter([()] * n)
+    columns["detail"] = pa.array(["; ".join([*missing_details, *filter(None, r)]) or None for r in per_row],
+                                 pa.string())
+    code = Problem.MISSING_COLUMN if missing_details else Problem.NOT_A_STRING
+    columns["problem"] = pc.if_else(pc.is_valid(columns["detail"]), pa.scalar(str(code)), pa.scalar(None, pa.string()))
+    notes = [f"every record is quarantined: {d}" for d in missing_details]
     if not n:
         notes.append("empty file: no records")
-    return ReadResult("parquet", rows.table(), notes)
+    return ReadResult("parquet", pa.table(columns).select(READ_SCHEMA.names).cast(READ_SCHEMA), notes)
 
 
 def file_format(path: Path) -> str | None:

@@ -9,7 +9,6 @@ so a record lands in the same split on every machine and on every re-ingest.
 from __future__ import annotations
 
 import hashlib
-import json
 from enum import StrEnum
 
 import pyarrow as pa
@@ -46,8 +45,9 @@ RAW_SCHEMA = pa.schema(
         pa.field("ingested_at", TIMESTAMP, nullable=False),
     ]
 )
-"""Every line of every file as it arrived. Non-string values are kept as their JSON text;
-``raw_text`` holds the whole line when it could not be split into fields (malformed JSON...)."""
+"""Every record of every file as it arrived. Non-string values are kept as their JSON text; ``raw_text``
+holds what could not be split into fields (a malformed JSON line; a CSV record with the wrong number of
+fields, as a JSON list)."""
 
 CURATED_SCHEMA = pa.schema(
     [
@@ -82,7 +82,7 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 """Rejected records with their original values, a machine ``reason`` and a human ``detail``.
-``id`` is null when the line could not be parsed into fields."""
+``id`` is null when the record could not be read cleanly (reasons from :class:`Problem`)."""
 
 SCHEMAS: dict[str, pa.Schema] = {
     "raw": RAW_SCHEMA,
@@ -94,29 +94,34 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
-def normalise(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+def normalise(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """NFC, LF line breaks, no surrounding whitespace: differences no reader of the text would notice."""
-    values = pc.utf8_normalize(values, form="NFC")
-    values = pc.replace_substring_regex(values, pattern=r"\r\n?", replacement="\n")
+    # Each step is skipped when it cannot change anything (ASCII is already NFC); most text is ASCII.
+    if pc.all(pc.string_is_ascii(values)).as_py() is not True:
+        values = pc.utf8_normalize(values, form="NFC")
+    if pc.any(pc.match_substring(values, "\r")).as_py():
+        values = pc.replace_substring_regex(values, pattern=r"\r\n?", replacement="\n")
     return pc.utf8_trim_whitespace(values)
 
 
 def content_ids(task: pa.Array, prompt: pa.Array, response: pa.Array) -> pa.Array:
-    """sha256 hex of already-normalised fields (see :func:`normalise`), one per row."""
+    """sha256 hex of already-normalised fields (see :func:`normalise`), one per row.
+
+    The hashed text is ``<len>:<task><len>:<prompt><len>:<response>`` (lengths in code points, a null
+    field is ``:`` with no length), so field boundaries are unambiguous whatever the text holds.
+    """
+    parts = []
+    for values in (task, prompt, response):
+        parts += [pc.cast(pc.utf8_length(values), pa.string()), ":", values]
+    joined = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
     sha = hashlib.sha256
-    dumps = json.dumps
-    # A JSON array keeps field boundaries unambiguous whatever characters the text contains.
-    ids = [
-        sha(dumps(fields, ensure_ascii=False).encode()).hexdigest()
-        for fields in zip(task.to_pylist(), prompt.to_pylist(), response.to_pylist(), strict=True)
-    ]
-    return pa.array(ids, pa.string())
+    return pa.array([sha(b).hexdigest() for b in pc.cast(joined, pa.binary()).to_pylist()], pa.string())
 
 
-def record_id(task: str, prompt: str, response: str) -> str:
+def record_id(task: str | None, prompt: str | None, response: str | None) -> str:
     """The content id of one record, normalised the same way as a batch."""
-    normal = [normalise(pa.array([v], pa.string()))[0].as_py() for v in (task, prompt, response)]
-    return content_ids(*(pa.array([v], pa.string()) for v in normal))[0].as_py()
+    fields = [normalise(pa.array([v], pa.string())) for v in (task, prompt, response)]
+    return content_ids(*fields)[0].as_py()
 
 
 def split_of(record_id_hex: str, eval_fraction: float) -> str:

@@ -40,6 +40,8 @@ class IngestionBatch(Base):
     raw_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     quarantine_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    notes: Mapped[list[Any]] = mapped_column(default=list)
+    """What the reader noticed that is not a record problem (blank lines skipped, an empty file)."""
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -67,6 +67,7 @@ def upgrade() -> None:
     sa.Column('raw_version', sa.Integer(), nullable=True),
     sa.Column('curated_version', sa.Integer(), nullable=True),
     sa.Column('quarantine_version', sa.Integer(), nullable=True),
+    sa.Column('notes', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
