@@ -1,0 +1,113 @@
+"""The overview screen in a real browser against the real stack (`clm up`, FAB auth manager).
+
+Chromium is Debian's (/usr/bin/chromium); Playwright only drives it and never downloads a browser.
+Screenshots go to ``$CLM_E2E_ARTIFACTS`` (else the test's tmp_path): look at them.
+The stack is shared with the other e2e tests, so this test reads whatever state it is in and changes
+nothing but one extra user without roles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OVERVIEW = "/pluginsv2/clm/"
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CLM_E2E_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
+    base = airflow_stack.base_url
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+
+    # Anonymous: Airflow's login page, which will send us back to the overview.
+    page.goto(base + OVERVIEW)
+    landed = urlsplit(page.url)
+    assert landed.path == "/auth/login/"
+    assert parse_qs(landed.query)["next"] == [base + OVERVIEW]
+
+    page.fill("#username", airflow_stack.username)
+    page.fill("#password", airflow_stack.password)
+    started = time.monotonic()
+    page.click("[type=submit]")
+    page.wait_for_url(base + OVERVIEW)
+    page.locator("h1", has_text="Overview").wait_for()
+    login_to_overview_s = time.monotonic() - started
+    assert f"Signed in as {airflow_stack.username}" in page.locator(".who").inner_text()
+    assert page.locator("section.cards .card").count() == 3
+    assert page.locator("h2", has_text="Versions").is_visible()
+    assert page.locator("h2", has_text="Forgetting matrix").is_visible()
+    assert page.locator("h2", has_text="Audit log").is_visible()
+    assert page.locator(".notice-error").count() == 0, page.locator(".notice-error").all_inner_texts()
+    page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
+
+    # The Airflow UI's own navigation has the entry; it opens the page in an iframe.
+    page.goto(base + "/")
+    entry = page.locator("a[href='/plugin/clm-overview']")
+    entry.wait_for()
+    assert "Continual learning" in entry.inner_text()
+    entry.click()
+    frame = page.frame_locator("iframe[title='Continual learning']")
+    frame.locator("h1", has_text="Overview").wait_for()
+    assert urlsplit(page.url).path.startswith("/plugin/clm-overview")
+    page.wait_for_timeout(500)  # let the iframe paint before the screenshot
+    page.screenshot(path=str(artifacts / "overview-in-airflow.png"))
+    print(f"\noverview e2e: login -> overview {login_to_overview_s:.2f} s; screenshots in {artifacts}")
+
+
+def test_a_user_without_roles_gets_403_with_an_explanation(airflow_stack):
+    created = airflow_stack.airflow(
+        "users", "create", "-u", "e2e-norole", "-p", "norole-pw", "-r", "Public",
+        "-f", "No", "-l", "Role", "-e", "norole@example.com",
+    )  # fmt: skip
+    assert created.returncode == 0 or "already exist" in created.stdout + created.stderr, created.stderr[-2000:]
+    body = json.dumps({"username": "e2e-norole", "password": "norole-pw"}).encode()
+    req = urllib.request.Request(
+        f"{airflow_stack.base_url}/auth/token", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        token = json.loads(resp.read())["access_token"]
+
+    page = urllib.request.Request(airflow_stack.base_url + OVERVIEW, headers={"Cookie": f"_token={token}"})
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(page, timeout=60)
+
+    assert denied.value.code == 403
+    html = denied.value.read().decode()
+    assert "e2e-norole" in html and "read access to DAGs" in html

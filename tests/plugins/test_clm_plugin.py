@@ -1,0 +1,60 @@
+"""Airflow's own plugins manager finds clm's plugin in plugins/, without import errors or double imports."""
+
+import sys
+from pathlib import Path
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def test_plugins_manager_loads_the_plugin_without_errors(airflow_fab):
+    from airflow import plugins_manager
+
+    plugins, errors = plugins_manager._get_plugins()
+
+    assert "clm" in [p.name for p in plugins]
+    assert not [src for src in errors if "clm" in src], errors
+
+
+def test_package_modules_are_imported_once_as_a_package(airflow_fab):
+    from airflow import plugins_manager
+    from airflow._shared.module_loading import find_path_from_directory
+
+    plugins_manager._get_plugins()
+
+    walked = [Path(p) for p in find_path_from_directory(str(PLUGINS), ".airflowignore")]
+    assert PLUGINS / "clm_plugin.py" in walked
+    assert not [p for p in walked if "clm_ui" in p.parts], "plugins/.airflowignore must hide the package"
+    from_package = {
+        name for name, mod in list(sys.modules.items()) if str(getattr(mod, "__file__", "")).startswith(str(PLUGINS))
+    }
+    assert {n for n in from_package if n != "clm_plugin" and not n.startswith("clm_ui")} == set()
+
+
+def test_nav_entry_points_at_the_served_view(airflow_fab, flask_app):
+    from airflow import plugins_manager
+    from airflow.api_fastapi.core_api.datamodels.plugins import PluginResponse
+
+    clm = next(p for p in plugins_manager.get_plugin_info() if p["name"] == "clm")
+    nav = PluginResponse.model_validate(clm).external_views  # what /api/v2/plugins hands the React UI
+    assert [(v.name, v.category, v.destination, v.url_route) for v in nav] == [
+        ("Continual learning", "Continual learning", "nav", "clm-overview")
+    ]
+    assert nav[0].href == "/pluginsv2/clm/"
+    rules = {r.rule: r.endpoint for r in flask_app.url_map.iter_rules()}
+    assert rules["/clm/"] == "OverviewView.overview"
+    assert "/clm/static/<path:filename>" in rules
+    assert "name" not in clm["appbuilder_views"][0]  # no legacy FAB menu: the nav entry above is the way in
+
+
+def test_importing_the_plugin_is_cheap_for_task_processes():
+    # Every task imports every plugin; the views (Flask-AppBuilder, the API's auth, clm_lib) load lazily.
+    import subprocess
+
+    probe = (
+        "import sys, clm_plugin; "
+        "print(sorted(m for m in ('flask_appbuilder', 'fastapi', 'clm_lib', 'clm_ui.views') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PLUGINS, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
