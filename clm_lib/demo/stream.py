@@ -60,7 +60,11 @@ class ProductLine:
 
 # Symptom wordings shared across product lines: the source of interference between tasks.
 _NO_POWER = ("{subject} won't turn on", "{subject} is completely dead", "{subject} does not power up anymore")
-_OFFLINE = ("{subject} keeps going offline", "{subject} keeps dropping the connection", "{subject} loses the connection")
+_OFFLINE = (
+    "{subject} keeps going offline",
+    "{subject} keeps dropping the connection",
+    "{subject} loses the connection",
+)
 _UPDATE = (
     "{subject} stopped working after the update",
     "{subject} has been acting up since the last update",
@@ -84,11 +88,18 @@ PRODUCT_LINES: dict[str, ProductLine] = {
         ),
         tried=("I already tried restarting it.", "Unplugging it for a minute didn't help.", ""),
         intents=(
-            Intent("no_power", _NO_POWER + ("{subject} shows no lights at all",), "hardware", "replace power adapter"),
-            Intent("offline", _OFFLINE + ("{subject} keeps dropping Wi-Fi",), "network", "change wifi channel"),
+            Intent("no_power", (*_NO_POWER, "{subject} shows no lights at all"), "hardware", "replace power adapter"),
+            Intent("offline", (*_OFFLINE, "{subject} keeps dropping Wi-Fi"), "network", "change wifi channel"),
             Intent("after_update", _UPDATE, "network", "firmware rollback"),
-            Intent("slow", _SLOW + ("{subject} only gets a fraction of our plan's speed",), "network", "run line diagnostics"),
-            Intent("login", _LOGIN + ("I forgot the admin password of {subject}",), "support", "send factory reset guide"),
+            Intent(
+                "slow",
+                (*_SLOW, "{subject} only gets a fraction of our plan's speed"),
+                "network",
+                "run line diagnostics",
+            ),
+            Intent(
+                "login", (*_LOGIN, "I forgot the admin password of {subject}"), "support", "send factory reset guide"
+            ),
             Intent(
                 "port_forwarding",
                 ("port forwarding on {subject} doesn't work", "I can't open a port for my game server on {subject}"),
@@ -111,13 +122,13 @@ PRODUCT_LINES: dict[str, ProductLine] = {
         intents=(
             Intent(
                 "charged_twice",
-                _TWICE + ("there is a duplicate payment for {subject} on my statement",),
+                (*_TWICE, "there is a duplicate payment for {subject} on my statement"),
                 "billing",
                 "refund duplicate charge",
             ),
             Intent(
                 "login",
-                _LOGIN + ("I'm locked out of the billing portal for {subject}",),
+                (*_LOGIN, "I'm locked out of the billing portal for {subject}"),
                 "accounts",
                 "reset password",
             ),
@@ -170,8 +181,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
         ),
         tried=("I already swapped the batteries.", "I tried the reset button.", ""),
         intents=(
-            Intent("no_power", _NO_POWER + ("{subject} has a blank screen",), "installers", "check c-wire wiring"),
-            Intent("offline", _OFFLINE + ("{subject} disconnects from the hub",), "smart home", "re-pair with hub"),
+            Intent("no_power", (*_NO_POWER, "{subject} has a blank screen"), "installers", "check c-wire wiring"),
+            Intent("offline", (*_OFFLINE, "{subject} disconnects from the hub"), "smart home", "re-pair with hub"),
             Intent("after_update", _UPDATE, "smart home", "re-run calibration"),
             Intent(
                 "wrong_temperature",
@@ -208,11 +219,11 @@ PRODUCT_LINES: dict[str, ProductLine] = {
         tried=("I already reset the breaker.", "Unplugging the car didn't help.", ""),
         intents=(
             Intent("no_power", _NO_POWER, "ev field", "dispatch technician"),
-            Intent("offline", _OFFLINE + ("{subject} lost its OCPP connection",), "ev field", "reset network module"),
+            Intent("offline", (*_OFFLINE, "{subject} lost its OCPP connection"), "ev field", "reset network module"),
             Intent("after_update", _UPDATE, "ev field", "reinstall firmware"),
             Intent(
                 "slow",
-                _SLOW + ("{subject} only delivers 3 kW instead of 11", "{subject} takes all night to charge"),
+                (*_SLOW, "{subject} only delivers 3 kW instead of 11", "{subject} takes all night to charge"),
                 "ev field",
                 "check load balancing",
             ),
@@ -260,20 +271,20 @@ PRODUCT_LINES: dict[str, ProductLine] = {
             ),
             Intent(
                 "login",
-                ("{subject} returns 401 unauthorized", "{subject} rejects our API key") + _LOGIN,
+                ("{subject} returns 401 unauthorized", "{subject} rejects our API key", *_LOGIN),
                 "api support",
                 "rotate api key",
             ),
             Intent(
                 "offline",
-                _OFFLINE + ("{subject} stopped delivering webhook events", "{subject} keeps dropping webhooks"),
+                (*_OFFLINE, "{subject} stopped delivering webhook events", "{subject} keeps dropping webhooks"),
                 "api support",
                 "replay webhooks",
             ),
             Intent("after_update", _UPDATE, "api support", "pin api version"),
             Intent(
                 "slow",
-                _SLOW + ("{subject} returns 429 too many requests",),
+                (*_SLOW, "{subject} returns 429 too many requests"),
                 "platform",
                 "raise rate limit",
             ),
@@ -424,7 +435,8 @@ def _plant_problems(
     task: str, records: list[Record], earlier: list[Record], bad: int, rng: random.Random
 ) -> tuple[list[Record], int]:
     """Insert planted bad records; returns the records and how many malformed JSON lines to add."""
-    kinds = ["empty_response", "unknown_task", "long_prompt", "duplicate", "malformed_json"]
+    # Duplicates come twice per round, so every drop re-sends records of itself and of an earlier drop.
+    kinds = ["duplicate", "empty_response", "duplicate", "unknown_task", "long_prompt", "malformed_json"]
     counts = dict.fromkeys(kinds, 0)
     for i in range(max(bad, len(kinds))):
         counts[kinds[i % len(kinds)]] += 1
@@ -433,13 +445,16 @@ def _plant_problems(
         planted.append({**rng.choice(records), "response": ""})
     for _ in range(counts["unknown_task"]):
         door = _ticket(PRODUCT_LINES["routers"], PRODUCT_LINES["routers"].intents[0], rng)
-        planted.append({"task": "smart_locks", "prompt": door.replace("router", "door lock"), "response": "team: locks"})
+        planted.append(
+            {"task": "smart_locks", "prompt": door.replace("router", "door lock"), "response": "team: locks"}
+        )
     for _ in range(counts["long_prompt"]):
         base = rng.choice(records)
         log = " ".join(f"[{i:04d}] kernel: link state changed" for i in range(80))
         planted.append({**base, "prompt": f"{base['prompt']} Here is the full log: {log}"})
-    pool = records + earlier
-    for _ in range(counts["duplicate"]):
+    for i in range(counts["duplicate"]):
+        # Alternate between re-sent records of this drop and of earlier drops (cross-file dedupe).
+        pool = earlier if i % 2 and earlier else records
         planted.append(dict(rng.choice(pool)))
     out = list(records)
     for rec in planted:

@@ -68,6 +68,7 @@ def evaluate_run(cfg: ClmConfig, training_run_id: str) -> Evaluation:
         data,
         max_examples_per_task=cfg.evaluation.max_examples_per_task,
         batch_size=cfg.evaluation.batch_size,
+        max_length=cfg.model.max_length,
     )
     missing = [t for t in tasks if t not in scores]
     if missing:

@@ -11,7 +11,9 @@ from transformers import PreTrainedTokenizerFast
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts``; wrap it for ``transformers`` and save it to ``out_dir`` if given.
 
     Byte-level means any text round-trips exactly: unseen words fall back to byte tokens instead of ``<unk>``.

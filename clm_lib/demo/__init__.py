@@ -1,0 +1,1 @@
+"""The demo's data: a generated continual-learning stream of support tickets (see ``stream``)."""

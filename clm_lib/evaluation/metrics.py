@@ -1,0 +1,160 @@
+"""Per-task scores of a model on held-out records, and greedy generation for serving.
+
+Exact-match accuracy is computed without generating. Greedy decoding emits, at each position, the argmax token
+given what it emitted before. So greedy output equals the reference response (and stops, with EOS, right after it)
+if and only if, in one teacher-forced forward pass over prompt + reference + EOS, the argmax at every response
+position is the next reference token: by induction, the prefixes greedy decoding sees are then exactly the
+reference prefixes. One batched forward pass per example therefore gives the same verdict as generating
+(``tests/clm_lib/evaluation/test_metrics.py`` checks this against ``model.generate``). Two fine points: the
+verdict is on tokens, so a greedy output that spells the reference with other tokens counts as wrong (stricter,
+never more lenient); and floating-point differences between a padded batch and step-by-step decoding could flip an
+exact tie between two logits, which does not happen in practice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+
+from clm_lib.training.data import IGNORE_INDEX, check_table, collate, encode_prompts, encode_table, special_ids
+from clm_lib.training.formatting import parse_response
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    accuracy: float
+    """Exact match of the greedy answer, 0-100."""
+    token_accuracy: float
+    """Share of response tokens (EOS included) predicted right given the reference prefix, 0-100."""
+    loss: float
+    """Mean cross-entropy per response token."""
+    n: int
+    """Examples scored."""
+
+
+def eval_subset(eval_data: pa.Table, max_examples_per_task: int) -> pa.Table:
+    """The first ``max_examples_per_task`` rows of each task by id: the same rows every update, so scores compare."""
+    parts = []
+    for task in sorted(set(eval_data.column("task").to_pylist())):
+        rows = eval_data.filter(pc.equal(eval_data.column("task"), task)).sort_by("id")
+        parts.append(rows.slice(0, max_examples_per_task))
+    return pa.concat_tables(parts) if parts else eval_data
+
+
+def _max_length(model, max_length: int | None) -> int:
+    return max_length or getattr(model.config, "max_position_embeddings", None) or 2048
+
+
+@dataclass(frozen=True)
+class ExampleScore:
+    row_id: str
+    task: str
+    exact: bool
+    """Greedy decoding would reproduce the reference exactly (see the module docstring)."""
+    tokens_right: int
+    tokens: int
+    nll: float
+    """Summed cross-entropy over the response tokens."""
+
+
+@torch.inference_mode()
+def score_examples(
+    model, tokenizer, records: pa.Table, *, batch_size: int, max_length: int | None = None
+) -> list[ExampleScore]:
+    """Score every row of ``records`` (columns ``id, task, prompt, response``) in teacher-forced forward passes."""
+    examples = encode_table(tokenizer, check_table(records, "eval_data"), _max_length(model, max_length), "eval")
+    pad = special_ids(tokenizer)[2]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores: list[ExampleScore | None] = [None] * len(examples)
+    # Similar lengths in a batch waste less compute on padding.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        inputs = collate([examples[i] for i in rows], pad, device)
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1]
+        target = inputs["labels"][:, 1:]
+        scored = target != IGNORE_INDEX
+        hits = ((logits.argmax(-1) == target) & scored).sum(1).tolist()
+        counts = scored.sum(1).tolist()
+        nll = F.cross_entropy(logits.transpose(1, 2).float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        for j, i in enumerate(rows):
+            ex = examples[i]
+            scores[i] = ExampleScore(ex.row_id, ex.task, hits[j] == counts[j], hits[j], counts[j], float(nll[j].sum()))
+    model.train(was_training)
+    return [s for s in scores if s is not None]
+
+
+def score_tasks(
+    model,
+    tokenizer,
+    eval_data: pa.Table,
+    *,
+    max_examples_per_task: int,
+    batch_size: int,
+    max_length: int | None = None,
+) -> dict[str, TaskScore]:
+    """Task -> :class:`TaskScore` on a stable subset of ``eval_data`` (columns ``id, task, prompt, response``).
+
+    ``max_length`` should be the training one (``model.max_length``); default: the model's context size.
+    """
+    subset = eval_subset(check_table(eval_data, "eval_data"), max_examples_per_task)
+    by_task: dict[str, list[ExampleScore]] = {}
+    for s in score_examples(model, tokenizer, subset, batch_size=batch_size, max_length=max_length):
+        by_task.setdefault(s.task, []).append(s)
+    out = {}
+    for task, scores in sorted(by_task.items()):
+        tokens = max(1, sum(s.tokens for s in scores))
+        out[task] = TaskScore(
+            accuracy=100.0 * sum(s.exact for s in scores) / len(scores),
+            token_accuracy=100.0 * sum(s.tokens_right for s in scores) / tokens,
+            loss=sum(s.nll for s in scores) / tokens,
+            n=len(scores),
+        )
+    return out
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+) -> list[str]:
+    """Greedy answers to raw requests (the prompt template is applied here), one string per prompt."""
+    bos, eos, pad = special_ids(tokenizer)
+    device = next(model.parameters()).device
+    budget = max(1, _max_length(model, max_length) - max_new_tokens)
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = encode_prompts(tokenizer, prompts[start : start + batch_size], budget)
+        width = max(len(ids) for ids in encoded)
+        # Left padding, so every row's answer starts at the same position.
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            bos_token_id=bos,
+        )
+        for row in out[:, width:].tolist():
+            if eos in row:
+                row = row[: row.index(eos)]
+            answers.append(parse_response(tokenizer.decode(row, skip_special_tokens=True)))
+    model.train(was_training)
+    return answers

@@ -1,0 +1,5 @@
+"""Continual training: one loop (``loop``), strategies as plugins on it (``strategies``), the entry point
+``recipe.train_update``, and the shared prompt template (``formatting``).
+
+Submodules import torch; import them where they are used, not at DAG parse time.
+"""

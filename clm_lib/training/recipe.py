@@ -1,0 +1,215 @@
+"""One continual update of the model, top to bottom: setup → train → save → cleanup.
+
+``train_update`` trains a LoRA adapter on this update's new records plus, through the strategies switched on in
+the config (replay, ...), what they bring. It continues the parent adapter when there is one (the model keeps
+learning along its lineage) and starts a fresh adapter otherwise. Everything it writes goes under
+``output_dir``::
+
+    adapter/             the adapter (save_pretrained) + tokenizer: load with clm_lib.modeling.load_model
+    train_summary.json   what was trained on, how, and how it went
+    checkpoints/         the newest resumable checkpoint (a retried task resumes from it)
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import peft
+import pyarrow as pa
+import torch
+import transformers
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
+
+from clm_lib.config import ClmConfig
+from clm_lib.errors import TrainingError
+from clm_lib.modeling.build import ensure_base_model
+from clm_lib.modeling.load import load_model, resolve_device
+from clm_lib.training.data import check_table, encode_table, special_ids
+from clm_lib.training.loop import TrainContext, make_optimizer, train_loop
+from clm_lib.training.strategies import Strategy, build_strategies
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "train_summary.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path
+    steps: int
+    final_loss: float | None
+    """Mean training loss over the last steps (see ``loop.LOSS_WINDOW``)."""
+    new_rows: int
+    replay_rows: int
+    """Rows of the replay buffer handed to this update (0 when replay is switched off)."""
+    replay_fraction: float
+    """Share of the examples trained on that came from the replay buffer."""
+    tasks: list[str]
+    """Tasks in the training data, in order of first appearance (replay buffer first)."""
+    wall_seconds: float
+    tokens_seen: int
+    strategies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def train_update(
+    cfg: ClmConfig,
+    *,
+    new_data: pa.Table,
+    replay_data: pa.Table | None,
+    parent_adapter_dir: Path | None,
+    output_dir: Path,
+    run_id: str,
+) -> TrainResult:
+    """Train one update; tables need columns ``id, task, prompt, response`` (training-split rows only)."""
+    start = time.monotonic()
+    output_dir = Path(output_dir)
+
+    # --- setup ------------------------------------------------------------------------------------------------
+    new_data = check_table(new_data, "new_data")
+    replay_data = check_table(replay_data, "replay_data")
+    if new_data.num_rows == 0:
+        raise TrainingError(f"run {run_id}: no new training rows, nothing to learn from")
+    torch.set_num_threads(cfg.training.threads)
+    torch.manual_seed(cfg.training.seed)
+    device = resolve_device(cfg.training.device)
+    base_dir = ensure_base_model(cfg)
+    model, tokenizer = _setup_model(cfg, base_dir, parent_adapter_dir, device)
+    strategies = build_strategies(cfg)
+    if replay_data.num_rows and not any(s.name == "replay" for s in strategies):
+        log.warning("replay is switched off: the %d replay rows given are not trained on", replay_data.num_rows)
+        replay_data = replay_data.slice(0, 0)
+    data = {
+        "new": encode_table(tokenizer, new_data, cfg.model.max_length, "new"),
+        "replay": encode_table(tokenizer, replay_data, cfg.model.max_length, "replay"),
+    }
+    optimizer, scheduler = make_optimizer(model, cfg.training)
+    ctx = TrainContext(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        training=cfg.training,
+        device=device,
+        pad_id=special_ids(tokenizer)[2],
+        data=data,
+    )
+    fingerprint = _fingerprint(cfg, new_data, replay_data, base_dir, parent_adapter_dir)
+
+    # --- train ------------------------------------------------------------------------------------------------
+    train_loop(ctx, strategies, output_dir / "checkpoints", fingerprint)
+
+    # --- save -------------------------------------------------------------------------------------------------
+    adapter_dir = _save_adapter(model, tokenizer, output_dir / "adapter")
+    seen = sum(ctx.seen.values())
+    result = TrainResult(
+        adapter_dir=adapter_dir,
+        steps=ctx.step,
+        final_loss=ctx.final_loss,
+        new_rows=new_data.num_rows,
+        replay_rows=replay_data.num_rows,
+        replay_fraction=ctx.seen.get("replay", 0) / seen if seen else 0.0,
+        tasks=_task_order(replay_data, new_data),
+        wall_seconds=round(time.monotonic() - start, 2),
+        tokens_seen=ctx.tokens_seen,
+        strategies={s.name: s.params() for s in strategies},
+    )
+    _write_summary(output_dir / SUMMARY_FILE, result, ctx, strategies, cfg, run_id, base_dir, parent_adapter_dir)
+    log.info(
+        "run %s trained %d steps in %.1f s, final loss %s", run_id, result.steps, result.wall_seconds, result.final_loss
+    )
+
+    # --- cleanup ----------------------------------------------------------------------------------------------
+    del ctx, model, optimizer, scheduler
+    gc.collect()
+    return result
+
+
+def _setup_model(cfg: ClmConfig, base_dir: Path, parent_adapter_dir: Path | None, device: torch.device):
+    if parent_adapter_dir is not None:
+        return load_model(base_dir, parent_adapter_dir, device, is_trainable=True)
+    model, tokenizer = load_model(base_dir, None, device)
+    lora = cfg.training.lora
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, peft_config)
+    except ValueError as exc:
+        raise TrainingError(
+            f"cannot attach LoRA (training.lora.target_modules={lora.target_modules!r}): {exc}"
+        ) from None
+    return model.to(device), tokenizer
+
+
+def _fingerprint(cfg: ClmConfig, new: pa.Table, replay: pa.Table, base_dir: Path, parent: Path | None) -> str:
+    """Identifies what a checkpoint was trained on, so a resume never mixes two different runs."""
+    h = hashlib.sha256()
+    for part in (
+        sorted(new.column("id").to_pylist()),
+        sorted(replay.column("id").to_pylist()),
+        cfg.training.model_dump(mode="json"),
+        cfg.model.model_dump(mode="json"),
+        str(base_dir),
+        str(parent) if parent else None,
+    ):
+        h.update(json.dumps(part, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _save_adapter(model, tokenizer, adapter_dir: Path) -> Path:
+    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    os.replace(tmp, adapter_dir)
+    return adapter_dir
+
+
+def _task_order(*tables: pa.Table) -> list[str]:
+    order: dict[str, None] = {}
+    for table in tables:
+        order.update(dict.fromkeys(table.column("task").to_pylist()))
+    return list(order)
+
+
+def _write_summary(
+    path: Path,
+    result: TrainResult,
+    ctx: TrainContext,
+    strategies: list[Strategy],
+    cfg: ClmConfig,
+    run_id: str,
+    base_dir: Path,
+    parent: Path | None,
+) -> None:
+    summary = {
+        "run_id": run_id,
+        **asdict(result),
+        "adapter_dir": str(result.adapter_dir),
+        "base_model_dir": str(base_dir),
+        "parent_adapter_dir": str(parent) if parent else None,
+        "config_hash": cfg.config_hash(),
+        "training": cfg.training.model_dump(mode="json"),
+        "lora": ctx.model.peft_config["default"].to_dict() if hasattr(ctx.model, "peft_config") else None,
+        "examples_seen": dict(ctx.seen),
+        "losses": [round(x, 5) for x in ctx.losses],
+        "device": str(ctx.device),
+        "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+        "strategy_order": [s.name for s in strategies],
+    }
+    path.write_text(json.dumps(summary, indent=2, default=str))
