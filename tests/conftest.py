@@ -97,3 +97,25 @@ def mlflow_uri(tmp_path: Path, _mlflow_template: Path) -> str:
     target = tmp_path / "mlflow.db"
     shutil.copy(_mlflow_template, target)
     return f"sqlite:///{target}"
+
+
+TINY = REPO / "include" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """The tiny demo base model (``include/tiny.yaml``), built once per test session and shared."""
+    from clm_lib.config import load_config
+    from clm_lib.modeling.build import ensure_base_model
+
+    root = tmp_path_factory.getbasetemp()
+    cfg = load_config(TINY, environ={"CLM_HOME": str(root), "CLM__MODEL__BASE_PATH": str(root / "tiny-base")})
+    return ensure_base_model(cfg)
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path, tiny_base: Path):
+    """tiny.yaml with its own home and the shared base model."""
+    from clm_lib.config import load_config
+
+    return load_config(TINY, environ={"CLM_HOME": str(tmp_path / "home"), "CLM__MODEL__BASE_PATH": str(tiny_base)})

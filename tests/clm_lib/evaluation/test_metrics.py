@@ -22,18 +22,15 @@ def _records(task: str, n: int, seed: int = 0) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_base):
     """The tiny base with an adapter trained briefly on routers only: right on some tickets, wrong on others."""
-    from clm_lib.modeling.build import ensure_base_model
     from clm_lib.modeling.load import load_model
     from clm_lib.training.recipe import train_update
 
     root = tmp_path_factory.getbasetemp()
-    cfg = load_config(
-        TINY, environ={"CLM_HOME": str(root / "metrics"), "CLM__MODEL__BASE_PATH": str(root / "tiny-base")}
-    )
+    cfg = load_config(TINY, environ={"CLM_HOME": str(root / "metrics"), "CLM__MODEL__BASE_PATH": str(tiny_base)})
     cfg.training.max_steps = 40
-    base = ensure_base_model(cfg)
+    base = tiny_base
     result = train_update(
         cfg,
         new_data=_records("routers", 200, seed=1),
