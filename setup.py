@@ -18,6 +18,8 @@ CORE = [
     "great-expectations>=1.3",
     "mlflow>=3.0",
     "click>=8",
+    "psutil>=5.9",
+    "asyncpg>=0.29",  # Airflow 3 needs an async driver to keep its own metadata in PostgreSQL
     "apache-airflow>=3.3,<3.4",
     "apache-airflow-providers-fab>=3.10",
     "apache-airflow-providers-standard",

@@ -6,7 +6,7 @@ Schema changes go through Alembic (``clm_lib/db/migrations``); a test keeps mode
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -148,3 +148,39 @@ class AuditEntry(Base):
     to_value: Mapped[str | None] = mapped_column(String(250), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DriftReport(Base):
+    """One detector's verdict in one drift check (the volume trigger is a detector named ``volume``).
+
+    The rows of a check share ``check_id``; ``triggered`` marks the ones that requested the retraining, and
+    ``training_run_id`` is set on them once the training run they started exists.
+    """
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_id: Mapped[str] = mapped_column(String(64), index=True)
+    detector: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32))  # ok | insufficient data | degraded: using fallback | error
+    drift: Mapped[bool | None] = mapped_column(nullable=True)
+    """None: the detector could not judge (see status and explanation), never a silent "no drift"."""
+    statistic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n_reference: Mapped[int] = mapped_column(Integer, default=0)
+    n_current: Mapped[int] = mapped_column(Integer, default=0)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    retrain_requested: Mapped[bool] = mapped_column(default=False)
+    """The whole check's decision (the same on every row of the check)."""
+    triggered: Mapped[bool] = mapped_column(default=False)
+    """This row is one of the reasons for the retraining request."""
+    suppressed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why a firing requested nothing (cooldown, alert only)."""
+    reference_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    current_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    champion_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    training_run_id: Mapped[str | None] = mapped_column(ForeignKey("training_runs.id"), nullable=True, index=True)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -40,14 +40,18 @@ class UpdateRow:
     seconds: float = 0.0
 
 
-HEADER = f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'ver':>4} {'tasks':>5} {'replay':>6} {'AA':>6} {'BWT':>7}  gate"
+HEADER = (
+    f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'ver':>4} {'tasks':>5} {'replay':>6} {'AA':>6} {'BWT':>7}  gate"
+)
 
 
 def format_row(r: UpdateRow) -> str:
     aa = "-" if r.average_accuracy is None else f"{r.average_accuracy:.1f}"
     bwt = "-" if r.backward_transfer is None else f"{r.backward_transfer:+.1f}"
-    return (f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.version or '-':>4} {r.tasks:>5} "
-            f"{r.replay_rows:>6} {aa:>6} {bwt:>7}  {r.gate}")
+    return (
+        f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.version or '-':>4} {r.tasks:>5} "
+        f"{r.replay_rows:>6} {aa:>6} {bwt:>7}  {r.gate}"
+    )
 
 
 def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> UpdateRow:
@@ -55,7 +59,10 @@ def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> Upd
         batch = s.scalars(select(IngestionBatch).order_by(IngestionBatch.started_at.desc())).first()
         if batch:
             row.curated, row.quarantined, row.duplicates = (
-                batch.rows_curated, batch.rows_quarantined, batch.rows_duplicate)
+                batch.rows_curated,
+                batch.rows_quarantined,
+                batch.rows_duplicate,
+            )
         if not training_run_id:
             return row
         run = s.scalars(select(TrainingRun).where(TrainingRun.airflow_run_id == training_run_id)).first()
@@ -68,9 +75,24 @@ def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> Upd
         if run.model_version:
             gate = s.scalars(select(GateDecision).where(GateDecision.model_version == run.model_version)).first()
             if gate:
-                row.gate = "promoted -> champion" if gate.passed else "rejected: " + "; ".join(
-                    r for r in gate.reasons if "REGRESSED" in r or "TOO LOW" in r)
+                row.gate = (
+                    "promoted -> champion"
+                    if gate.passed
+                    else "rejected: " + "; ".join(r for r in gate.reasons if "REGRESSED" in r or "TOO LOW" in r)
+                )
     return row
+
+
+def already_ran(cfg: ClmConfig) -> bool:
+    """True when this home has ingested data: the demo's drops would all be duplicates."""
+    from sqlalchemy import inspect
+
+    from clm_lib.db import get_engine
+
+    if not inspect(get_engine(cfg.database_url)).has_table(IngestionBatch.__tablename__):
+        return False
+    with session_scope(cfg.database_url) as s:
+        return s.scalars(select(IngestionBatch.id).limit(1)).first() is not None
 
 
 def run_walkthrough(

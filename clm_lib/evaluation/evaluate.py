@@ -85,6 +85,11 @@ def evaluate_run(cfg: ClmConfig, training_run_id: str) -> Evaluation:
             backward_transfer=None if matrix.backward_transfer is None else round(matrix.backward_transfer, 2),
         )
         s.add(evaluation)
-    log.info("evaluated %s: AA %.1f BWT %s row %s", training_run_id, evaluation.average_accuracy,
-             evaluation.backward_transfer, row)
+    log.info(
+        "evaluated %s: AA %.1f BWT %s row %s",
+        training_run_id,
+        evaluation.average_accuracy,
+        evaluation.backward_transfer,
+        row,
+    )
     return evaluation

@@ -31,15 +31,13 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, cfg: 
         drop = before - after
         ok = drop <= cfg.max_task_drop
         passed &= ok
-        reasons.append(
-            f"{task}: {before:.1f} -> {after:.1f} ({-drop:+.1f}; budget -{cfg.max_task_drop:.1f}) {'ok' if ok else 'REGRESSED'}"
-        )
+        verdict = "ok" if ok else "REGRESSED"
+        reasons.append(f"{task}: {before:.1f} -> {after:.1f} ({-drop:+.1f}; budget -{cfg.max_task_drop:.1f}) {verdict}")
     for task in sorted(set(candidate) - set(champion)):
         ok = candidate[task] >= cfg.min_new_task_accuracy
         passed &= ok
-        reasons.append(
-            f"{task}: new task at {candidate[task]:.1f} (minimum {cfg.min_new_task_accuracy:.1f}) {'ok' if ok else 'TOO LOW'}"
-        )
+        verdict = "ok" if ok else "TOO LOW"
+        reasons.append(f"{task}: new task at {candidate[task]:.1f} (minimum {cfg.min_new_task_accuracy:.1f}) {verdict}")
     if not champion:
         reasons.insert(0, "no champion yet: first candidate is promoted if its new tasks pass")
     return GateResult(passed, reasons)

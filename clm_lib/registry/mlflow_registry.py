@@ -129,7 +129,9 @@ def register_candidate(
     c = client(cfg)
     for key, value in {**tags, "clm.mlflow_run_id": mlrun.info.run_id}.items():
         c.set_model_version_tag(cfg.registry.model_name, version_, key, value)
-    c.set_model_version_tag(cfg.registry.model_name, version_, "clm.average_accuracy", f"{evaluation.average_accuracy:.2f}")
+    c.set_model_version_tag(
+        cfg.registry.model_name, version_, "clm.average_accuracy", f"{evaluation.average_accuracy:.2f}"
+    )
     run.model_version = version_
     evaluation.model_version = version_
     audit.record(

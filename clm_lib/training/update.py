@@ -67,7 +67,9 @@ def plan_update(cfg: ClmConfig, *, force: bool = False) -> UpdatePlan:
     if new.num_rows >= need:
         return UpdatePlan(True, f"{new.num_rows} new curated rows (>= {need})", new.num_rows, current, previous, counts)
     if force and new.num_rows:
-        return UpdatePlan(True, f"forced with {new.num_rows} new rows (< {need})", new.num_rows, current, previous, counts)
+        return UpdatePlan(
+            True, f"forced with {new.num_rows} new rows (< {need})", new.num_rows, current, previous, counts
+        )
     return UpdatePlan(False, f"{new.num_rows} new curated rows (< {need})", new.num_rows, current, previous, counts)
 
 

@@ -22,14 +22,19 @@ def test_every_shipped_yaml_loads(path: Path, tmp_path: Path):
 
 
 def test_well_known_environment_variables_win(tmp_path: Path):
-    cfg = load_config(environ={
-        "CLM_HOME": str(tmp_path),
-        "CLM_DATABASE_URL": "postgresql://db/clm",
-        "CLM_DATA_URI": "s3://bucket/lake",
-        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-    })
+    cfg = load_config(
+        environ={
+            "CLM_HOME": str(tmp_path),
+            "CLM_DATABASE_URL": "postgresql://db/clm",
+            "CLM_DATA_URI": "s3://bucket/lake",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        }
+    )
     assert (cfg.database_url, cfg.lake_uri, cfg.tracking_uri) == (
-        "postgresql://db/clm", "s3://bucket/lake", "http://127.0.0.1:5000")
+        "postgresql://db/clm",
+        "s3://bucket/lake",
+        "http://127.0.0.1:5000",
+    )
 
 
 def test_defaults_live_under_home(tmp_path: Path):
@@ -40,8 +45,9 @@ def test_defaults_live_under_home(tmp_path: Path):
 
 
 def test_nested_override_is_typed(tmp_path: Path):
-    cfg = load_config(environ={"CLM_HOME": str(tmp_path), "CLM__TRAINING__LORA__R": "4",
-                               "CLM__TRAINING__REPLAY__ENABLED": "false"})
+    cfg = load_config(
+        environ={"CLM_HOME": str(tmp_path), "CLM__TRAINING__LORA__R": "4", "CLM__TRAINING__REPLAY__ENABLED": "false"}
+    )
     assert cfg.training.lora.r == 4
     assert cfg.training.replay.enabled is False
 
@@ -72,7 +78,7 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path):
         load_config(broken)
     no_tasks = tmp_path / "empty.yaml"
     no_tasks.write_text("data: {tasks: []}")
-    with pytest.raises(ConfigError, match="data.tasks"):
+    with pytest.raises(ConfigError, match=r"data\.tasks"):
         load_config(no_tasks)
     inverted = tmp_path / "inverted.yaml"
     inverted.write_text("data: {tasks: [a], min_prompt_chars: 50, max_prompt_chars: 10}")

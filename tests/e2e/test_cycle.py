@@ -47,8 +47,7 @@ def test_state_in_clm_database_reconciles(cycle):
     cfg, *_ = cycle
     with session_scope(cfg.database_url) as s:
         batches = s.scalars(select(IngestionBatch)).all()
-        assert batches and all(
-            b.rows_in == b.rows_curated + b.rows_quarantined + b.rows_duplicate for b in batches)
+        assert batches and all(b.rows_in == b.rows_curated + b.rows_quarantined + b.rows_duplicate for b in batches)
         runs = s.scalars(select(TrainingRun).order_by(TrainingRun.started_at)).all()
         assert [r.status for r in runs] == ["succeeded", "succeeded"]
         assert runs[1].parent_model_version == runs[0].model_version == "1"

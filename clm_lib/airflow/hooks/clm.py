@@ -30,8 +30,11 @@ class ClmHook(BaseHook):
     def config(self) -> ClmConfig:
         environ = dict(os.environ)
         extra = self._connection_extra()
-        for key, env in (("database_url", "CLM_DATABASE_URL"), ("tracking_uri", "MLFLOW_TRACKING_URI"),
-                         ("data_uri", "CLM_DATA_URI")):
+        for key, env in (
+            ("database_url", "CLM_DATABASE_URL"),
+            ("tracking_uri", "MLFLOW_TRACKING_URI"),
+            ("data_uri", "CLM_DATA_URI"),
+        ):
             if extra.get(key):
                 environ[env] = str(extra[key])
         return load_config(self.config_path, environ=environ)

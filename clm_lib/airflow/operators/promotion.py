@@ -31,5 +31,7 @@ class PromoteOperator(ClmBaseOperator):
         self.log.info("champion: %s -> %s", result.champion_before, result.champion_after)
         if not result.passed:
             # Skipped, not failed: the pipeline worked and the gate said no. The UI shows it apart from errors.
-            raise AirflowSkipException(f"gate failed for version {result.version}; champion stays {result.champion_before}")
+            raise AirflowSkipException(
+                f"gate failed for version {result.version}; champion stays {result.champion_before}"
+            )
         return result.as_dict()

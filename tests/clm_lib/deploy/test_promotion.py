@@ -20,8 +20,14 @@ class _Echo(mlflow.pyfunc.PythonModel):
 
 @pytest.fixture
 def cfg(tmp_path, db_url, mlflow_uri):
-    return load_config(environ={"CLM_HOME": str(tmp_path), "CLM_DATABASE_URL": db_url, "MLFLOW_TRACKING_URI": mlflow_uri,
-                                "CLM__GATE__MAX_TASK_DROP": "5"})
+    return load_config(
+        environ={
+            "CLM_HOME": str(tmp_path),
+            "CLM_DATABASE_URL": db_url,
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+            "CLM__GATE__MAX_TASK_DROP": "5",
+        }
+    )
 
 
 def _candidate(cfg, scores: dict[str, float]) -> str:
@@ -29,15 +35,35 @@ def _candidate(cfg, scores: dict[str, float]) -> str:
     client(cfg)
     mlflow.set_experiment("test")
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=_Echo(), pip_requirements=["mlflow"],
-                                       registered_model_name=cfg.registry.model_name)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_Echo(),
+            pip_requirements=["mlflow"],
+            registered_model_name=cfg.registry.model_name,
+        )
     version = str(info.registered_model_version)
     with session_scope(cfg.database_url) as s:
-        s.add(TrainingRun(id=f"run-{version}", status="succeeded", base_model="b", config_hash="h",
-                          model_version=version, tasks=list(scores)))
+        s.add(
+            TrainingRun(
+                id=f"run-{version}",
+                status="succeeded",
+                base_model="b",
+                config_hash="h",
+                model_version=version,
+                tasks=list(scores),
+            )
+        )
         s.flush()
-        s.add(Evaluation(training_run_id=f"run-{version}", model_version=version, tasks=list(scores),
-                         scores=scores, matrix=[list(scores.values())], average_accuracy=50.0))
+        s.add(
+            Evaluation(
+                training_run_id=f"run-{version}",
+                model_version=version,
+                tasks=list(scores),
+                scores=scores,
+                matrix=[list(scores.values())],
+                average_accuracy=50.0,
+            )
+        )
         move_alias(cfg, s, CHALLENGER, version, actor="test", reason="candidate")
     return version
 

@@ -1,0 +1,376 @@
+"""The ``clm`` command line: one function per command, each a thin layer over ``clm_lib``.
+
+Add a command with ``@cli.command()`` and a function; load the config with :func:`get_config` and raise
+:class:`~clm_lib.errors.ClmError` for anything the user must fix: it is printed as ``clm: error: ...``
+(exit code 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from clm_lib.config import ClmConfig, load_config
+from clm_lib.errors import ClmError
+from clm_lib.services import airflow_home, health, processes
+
+T = TypeVar("T")
+PORT = click.IntRange(1, 65535)
+
+
+class _ClmGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ClmError as exc:
+            click.echo(f"clm: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_ClmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="clm YAML config (sets CLM_CONFIG).")
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), help="Folder of all local state (sets CLM_HOME)."
+)
+def cli(config: Path | None, home: Path | None) -> None:
+    """clm: continual learning for an on-prem LLM, run by Apache Airflow."""
+    # Environment, not arguments: the processes clm starts (Airflow tasks included) must see the same choice.
+    if config:
+        os.environ["CLM_CONFIG"] = str(config.expanduser().resolve())
+    if home:
+        os.environ["CLM_HOME"] = str(home.expanduser().resolve())
+
+
+def get_config() -> ClmConfig:
+    """The config selected by ``--config`` / ``$CLM_CONFIG`` (raises ``ConfigError``)."""
+    return load_config()
+
+
+def _step(label: str, work: Callable[[], T], done: Callable[[T], str]) -> T:
+    """Run one step, printing ``label`` first and then what happened and how long it took."""
+    click.echo(f"  {label:<13} ", nl=False)
+    t0 = time.monotonic()
+    try:
+        result = work()
+    except BaseException:
+        click.echo("failed")
+        raise
+    click.echo(f"{done(result)} ({time.monotonic() - t0:.1f} s)")
+    return result
+
+
+def _credentials_hint(cfg: ClmConfig) -> str:
+    creds = airflow_home.read_credentials(cfg)
+    user = creds[0] if creds else airflow_home.ADMIN_USERNAME
+    return f"login: {user} (password in {airflow_home.credentials_path(cfg)})"
+
+
+@cli.command()
+@click.option("--airflow-port", type=PORT, help="Airflow API/UI port (default: server.airflow_port).")
+@click.option("--mlflow-port", type=PORT, help="MLflow port (default: server.mlflow_port).")
+@click.option(
+    "--airflow-db-url",
+    help="Airflow metadata DB (SQLAlchemy URL, PostgreSQL in production). Default: "
+    "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else the URL of the last init, else SQLite under CLM_HOME.",
+)
+def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str | None) -> None:
+    """Prepare CLM_HOME: airflow.cfg, Airflow's and clm's databases, and an admin login. Safe to re-run."""
+    from clm_lib import db
+
+    cfg = get_config()
+    t0 = time.monotonic()
+    stack = processes.plan_stack(cfg, airflow_port, mlflow_port)
+    click.echo(f"Preparing {cfg.home}")
+    log = cfg.logs_dir / "init.log"
+    _step(
+        "airflow.cfg",
+        lambda: airflow_home.render_config(cfg, airflow_port=stack.airflow_port, sql_alchemy_conn=airflow_db_url),
+        str,
+    )
+    env = airflow_home.airflow_env(cfg)
+    _step("airflow db", lambda: airflow_home.migrate_airflow_db(cfg, env, log), lambda _: "migrated")
+    _step("clm db", lambda: db.upgrade(cfg.database_url), lambda _: "migrated")
+    cfg.landing_dir.mkdir(parents=True, exist_ok=True)
+    creds = _step(
+        "admin user",
+        lambda: airflow_home.ensure_admin_user(cfg, env, log),
+        lambda c: f"{c.username} {'created' if c.created else 'kept'}",
+    )
+    click.echo(f"Ready in {time.monotonic() - t0:.1f} s. Start it with `clm up`, then open:")
+    click.echo(f"  Airflow  {stack.airflow_url}  login: {creds.username} / {creds.password}")
+    click.echo(f"           (kept in {airflow_home.credentials_path(cfg)}, mode 0600)")
+    click.echo(f"  MLflow   {stack.tracking_uri}")
+
+
+class _Progress:
+    """One line per component while the stack starts: a spinner and seconds on a terminal, milestones otherwise."""
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, names: list[str], addresses: dict[str, str | None], starting: list[str]):
+        self.names = names
+        self.addresses = addresses
+        self.tty = sys.stdout.isatty()
+        self.ready: dict[str, float] = {}
+        self.drawn = False
+        self.tick = 0
+        running = [n for n in names if n not in starting]
+        click.echo(f"Starting {', '.join(starting)}" + (f" ({', '.join(running)} already running)" if running else ""))
+
+    def _line(self, name: str, elapsed: float, detail: str) -> str:
+        if name in self.ready:
+            mark = "✓ " if self.tty else ""
+            return f"  {mark}{name:<14} ready in {self.ready[name]:.1f} s  {self.addresses.get(name) or ''}".rstrip()
+        return f"  {self.FRAMES[self.tick % len(self.FRAMES)]} {name:<14} {elapsed:4.0f} s  {detail}"
+
+    def update(self, elapsed: float, details: dict[str, tuple[bool, str]]) -> None:
+        self.tick += 1
+        for name in self.names:
+            ok, _ = details[name]
+            if ok and name not in self.ready:
+                self.ready[name] = elapsed
+                if not self.tty:
+                    click.echo(self._line(name, elapsed, ""))
+        if self.tty:
+            if self.drawn:
+                click.echo(f"\x1b[{len(self.names)}F", nl=False)
+            for name in self.names:
+                click.echo("\x1b[2K" + self._line(name, elapsed, details[name][1]))
+            self.drawn = True
+
+
+def _wait_until_healthy(cfg: ClmConfig, stack: processes.Stack, started: list[processes.Started], timeout: float):
+    """Poll health until every component is healthy; on a death or timeout stop what we started and fail."""
+    names = [c.name for c in stack.components()]
+    progress = _Progress(names, {c.name: c.address for c in stack.components()}, [s.component.name for s in started])
+    t0 = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - t0
+        for s in started:
+            code = processes.exit_code(s.pid)
+            if code is not None:
+                _abort(cfg, started, f"{s.component.name} exited with code {code} while starting", s)
+        rows = {r.name: r for r in health.stack_status(cfg, stack)}
+        progress.update(elapsed, {n: (rows[n].health.ok, rows[n].health.detail) for n in names})
+        if all(r.health.ok for r in rows.values()):
+            return
+        if elapsed > timeout:
+            waiting = ", ".join(n for n in names if not rows[n].health.ok)
+            culprit = next((s for s in started if not rows[s.component.name].health.ok), None)
+            _abort(cfg, started, f"not healthy after {timeout:.0f} s: {waiting}", culprit)
+        time.sleep(0.5)
+
+
+def _abort(cfg: ClmConfig, started: list[processes.Started], reason: str, culprit: processes.Started | None):
+    if culprit is not None:
+        click.echo(f"--- last lines of {culprit.log} ---", err=True)
+        click.echo(processes.log_tail(culprit.log, culprit.log_offset) or "(empty)", err=True)
+        click.echo("---", err=True)
+    processes.stop(cfg, [s.component for s in started])
+    raise ClmError(f"{reason}; stopped what this run started (logs in {cfg.logs_dir})")
+
+
+def _what_to_start(
+    cfg: ClmConfig, airflow_port: int | None, mlflow_port: int | None
+) -> tuple[processes.Stack, list[processes.Component]]:
+    """The stack to run and its components that are not running yet (none: it is all up already)."""
+    stack = processes.load_stack(cfg)
+    running = {c.name for c in stack.components() if processes.find(cfg, c)} if stack else set()
+    if not running:
+        # A fresh start: ports may change, so airflow.cfg is rendered again.
+        stack = processes.plan_stack(cfg, airflow_port, mlflow_port)
+        airflow_home.render_config(cfg, airflow_port=stack.airflow_port)
+        return stack, stack.components()
+    asked = (airflow_port or stack.airflow_port, mlflow_port or stack.mlflow_port)
+    if asked != (stack.airflow_port, stack.mlflow_port):
+        raise ClmError(
+            f"clm already runs on ports {stack.airflow_port}/{stack.mlflow_port}; `clm down` first to change them"
+        )
+    return stack, [c for c in stack.components() if c.name not in running]
+
+
+@cli.command()
+@click.option("--airflow-port", type=PORT, help="Airflow API/UI port (default: server.airflow_port).")
+@click.option("--mlflow-port", type=PORT, help="MLflow port (default: server.mlflow_port).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=240.0,
+    show_default=True,
+    help="Seconds to wait for every component to be healthy.",
+)
+def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> None:
+    """Start Airflow (api-server, scheduler, dag-processor, triggerer) and MLflow on 127.0.0.1."""
+    cfg = get_config()
+    if not airflow_home.config_path(cfg).exists():
+        raise ClmError(f"{cfg.home} is not initialised: run `clm init` first")
+    stack, missing = _what_to_start(cfg, airflow_port, mlflow_port)
+    if not missing:
+        click.echo(f"clm is already running: Airflow {stack.airflow_url}, MLflow {stack.tracking_uri}")
+        return
+    processes.check_ports_free(stack, [c.name for c in missing])
+    processes.save_stack(cfg, stack)
+    env = airflow_home.airflow_env(cfg, mlflow_tracking_uri=stack.tracking_uri)
+    t0 = time.monotonic()
+    started = [processes.start(cfg, c, env) for c in missing]
+    try:
+        _wait_until_healthy(cfg, stack, started, timeout)
+    except KeyboardInterrupt:
+        # The components run detached; interrupting the wait must not leave the user guessing.
+        click.echo("\nStopped waiting; the components keep starting. See `clm status`, or stop them: `clm down`.")
+        sys.exit(130)
+    click.echo(f"clm is up ({time.monotonic() - t0:.1f} s)")
+    click.echo(f"  Airflow  {stack.airflow_url}  {_credentials_hint(cfg)}")
+    click.echo(f"  MLflow   {stack.tracking_uri}")
+    click.echo(f"  logs     {cfg.logs_dir}")
+
+
+@cli.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    # Idle components exit in 1-8 s and running tasks are failed after 10 s; a scheduler can still hang in
+    # its LocalExecutor shutdown after its last task ended (seen once in 3.3.2), so do not wait for ever.
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait after SIGTERM before SIGKILL (per phase: Airflow's workers, then the servers).",
+)
+def down(timeout: float) -> None:
+    """Stop everything `clm up` started (running tasks are interrupted and fail). Safe to re-run."""
+    cfg = get_config()
+    stack = processes.load_stack(cfg) or processes.plan_stack(cfg)
+    t0 = time.monotonic()
+    outcomes = processes.stop(cfg, stack.components(), timeout)
+    processes.clear(cfg)
+    if all(o.outcome == "not running" for o in outcomes.values()):
+        click.echo("clm is not running")
+        return
+    for comp in stack.components():
+        o = outcomes[comp.name]
+        click.echo(f"  {comp.name:<14} {o.outcome}" + (f" ({o.seconds:.1f} s)" if o.outcome != "not running" else ""))
+    click.echo(f"clm is down ({time.monotonic() - t0:.1f} s)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each component's pid, address, health and memory; exit 1 unless all are healthy."""
+    cfg = get_config()
+    stack = processes.load_stack(cfg) or processes.plan_stack(cfg)
+    rows = health.stack_status(cfg, stack, with_memory=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "component": r.name,
+                        "pid": r.pid,
+                        "alive": r.alive,
+                        "address": r.address,
+                        "healthy": r.health.ok,
+                        "health": r.health.detail,
+                        "rss_bytes": r.rss,
+                        "pss_bytes": r.pss,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+    else:
+        click.echo(f"{'COMPONENT':<14} {'PID':>7}  {'ALIVE':<5}  {'ADDRESS':<23} {'MEM (PSS)':>9}  HEALTH")
+        for r in rows:
+            mem = f"{r.pss / 2**20:.0f} MiB" if r.alive else "-"
+            click.echo(
+                f"{r.name:<14} {r.pid or '-':>7}  {'yes' if r.alive else 'no':<5}  {r.address or '-':<23} "
+                f"{mem:>9}  {r.health.detail}"
+            )
+    ctx.exit(0 if all(r.health.ok for r in rows) else 1)
+
+
+@cli.command()
+@click.option(
+    "--drops",
+    type=click.IntRange(1, 20),
+    default=4,
+    show_default=True,
+    help="Product lines that arrive, one drop each (at most data.tasks).",
+)
+@click.option("--rows-per-drop", type=click.IntRange(50, 100_000), default=800, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
+    """Run the demo: set up and start clm, then let Airflow learn a stream of product lines, one drop at a time."""
+    from clm_lib.demo.stream import write_demo_drops
+    from clm_lib.demo.walkthrough import already_ran, run_walkthrough
+    from clm_lib.services.airflow_client import AirflowClient
+
+    t0 = time.monotonic()
+    cfg = get_config()
+    if not airflow_home.config_path(cfg).exists():
+        ctx.invoke(init)
+    ctx.invoke(up)
+    stack = processes.load_stack(cfg) or processes.plan_stack(cfg)
+    creds = airflow_home.read_credentials(cfg)
+    if creds is None:
+        raise ClmError(f"no admin credentials in {airflow_home.credentials_path(cfg)}: run `clm init`")
+    if already_ran(cfg):
+        click.echo(f"{cfg.home} already holds a demo run; its results are in the UI. `make clean` starts over.")
+    else:
+        tasks = cfg.data.tasks[:drops]
+        files = write_demo_drops(cfg.home / "demo" / "drops", tasks=tasks, n_per_task=rows_per_drop, seed=0)
+        click.echo(f"\nDropping {len(files)} files into {cfg.landing_dir}, one at a time; Airflow does the rest.")
+        client = AirflowClient(stack.airflow_url, creds[0], creds[1])
+        run_walkthrough(cfg, client, files, echo=click.echo)
+        click.echo(f"\nDemo finished in {(time.monotonic() - t0) / 60:.1f} min.")
+    click.echo(f"  UI       {stack.airflow_url}/plugin/clm-overview   login: {creds[0]} / {creds[1]}")
+    click.echo(f"  MLflow   {stack.mlflow_url}")
+    click.echo("  stop     make down   (or: clm down)")
+
+
+@cli.command("env")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of shell exports.")
+def env_cmd(as_json: bool) -> None:
+    """Print the environment for `airflow` / `clm` commands against this stack: eval "$(clm env)"."""
+    cfg = get_config()
+    stack = processes.load_stack(cfg) or processes.plan_stack(cfg)
+    full = airflow_home.airflow_env(cfg, mlflow_tracking_uri=stack.tracking_uri)
+    keys = [
+        "AIRFLOW_HOME",
+        "AIRFLOW_CONFIG",
+        "CLM_HOME",
+        "CLM_CONFIG",
+        "MLFLOW_TRACKING_URI",
+        "PYTHONPATH",
+        "AIRFLOW__API__HOST",
+        "DS_ACCELERATOR",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+    ]
+    chosen = {k: full[k] for k in keys} | {
+        # So that commands reading cfg.server find the ports this stack really uses.
+        "CLM__SERVER__AIRFLOW_PORT": str(stack.airflow_port),
+        "CLM__SERVER__MLFLOW_PORT": str(stack.mlflow_port),
+    }
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2))
+    else:
+        for key, value in chosen.items():
+            click.echo(f"export {key}={shlex.quote(value)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="clm")
+
+
+if __name__ == "__main__":
+    main()

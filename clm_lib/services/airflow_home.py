@@ -1,0 +1,239 @@
+"""clm's Airflow home: a rendered ``airflow.cfg``, secrets generated once, a migrated DB and an admin login.
+
+``$AIRFLOW_HOME`` is ``$CLM_HOME/airflow``. ``airflow.cfg`` is derived from ``airflow.cfg.template`` at the repo root
+and rewritten on every ``clm init`` / ``clm up``; what must survive a rewrite (the API secret, the JWT secret, the
+Fernet key, the Airflow DB URL chosen at init) lives in ``secrets.json`` next to it. Both files are 0600.
+Airflow is driven through its CLI (``python -m airflow``), never imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from clm_lib.config import DEFAULT_CONFIG, REPO_ROOT, ClmConfig
+from clm_lib.errors import ClmError
+
+TEMPLATE = REPO_ROOT / "airflow.cfg.template"
+ADMIN_USERNAME = "admin"
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    """The Airflow UI / API login ``clm init`` created (or found)."""
+
+    username: str
+    password: str
+    created: bool
+    """False when an existing login was kept."""
+
+
+def airflow_home(cfg: ClmConfig) -> Path:
+    """``$AIRFLOW_HOME`` for this clm home."""
+    return cfg.home / "airflow"
+
+
+def credentials_path(cfg: ClmConfig) -> Path:
+    """File holding the admin login (0600)."""
+    return cfg.home / "admin-credentials"
+
+
+def config_path(cfg: ClmConfig) -> Path:
+    """The rendered ``airflow.cfg``."""
+    return airflow_home(cfg) / "airflow.cfg"
+
+
+def _secrets_path(cfg: ClmConfig) -> Path:
+    return airflow_home(cfg) / "secrets.json"
+
+
+def default_sql_alchemy_conn(cfg: ClmConfig) -> str:
+    """Airflow's metadata DB when nothing else is chosen: SQLite under the Airflow home."""
+    return f"sqlite:///{airflow_home(cfg) / 'airflow.db'}"
+
+
+def render_template(text: str, values: dict[str, object]) -> str:
+    """Fill ``${name}`` placeholders. Values are escaped for Airflow's ``%``-interpolating config parser."""
+    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)} - values.keys())
+    if missing:
+        raise ClmError(f"airflow.cfg template uses unknown placeholder(s): {', '.join(missing)}")
+
+    def fill(match: re.Match[str]) -> str:
+        value = str(values[match.group(1)])
+        if "\n" in value or "\r" in value:
+            raise ClmError(f"airflow.cfg value for {match.group(1)} must be a single line")
+        # A literal % (a URL-encoded DB password, say) would otherwise be read as an interpolation.
+        return value.replace("%", "%%")
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Create with 0600 from the start so the secrets are never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def _load_state(cfg: ClmConfig) -> dict[str, str]:
+    path = _secrets_path(cfg)
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ClmError(f"cannot read {path}: {exc} (delete it to generate new Airflow secrets)") from None
+    if not isinstance(state, dict):
+        raise ClmError(f"{path} must hold a JSON object (delete it to generate new Airflow secrets)")
+    return state
+
+
+def render_config(
+    cfg: ClmConfig,
+    *,
+    airflow_port: int | None = None,
+    sql_alchemy_conn: str | None = None,
+    template: Path = TEMPLATE,
+) -> Path:
+    """Write ``$AIRFLOW_HOME/airflow.cfg`` from the template and return its path.
+
+    The Airflow DB URL is, in order: ``sql_alchemy_conn``, ``$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, the URL
+    chosen by an earlier ``clm init``, SQLite under the Airflow home. Secrets are generated on the first call only.
+    """
+    home = airflow_home(cfg)
+    home.mkdir(parents=True, exist_ok=True)
+    state = _load_state(cfg)
+    state.setdefault("secret_key", secrets.token_urlsafe(32))
+    # Airflow signs with HS512, for which RFC 7518 wants a key of at least 64 bytes.
+    state.setdefault("jwt_secret", secrets.token_urlsafe(64))
+    # A Fernet key is 32 random bytes, urlsafe-base64 encoded.
+    state.setdefault("fernet_key", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    state["sql_alchemy_conn"] = (
+        sql_alchemy_conn
+        or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        or state.get("sql_alchemy_conn")
+        or default_sql_alchemy_conn(cfg)
+    )
+    try:
+        text = template.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ClmError(f"cannot read Airflow config template {template}: {exc.strerror or exc}") from None
+    values = {
+        "dags_folder": REPO_ROOT / "dags",
+        "plugins_folder": REPO_ROOT / "plugins",
+        "host": cfg.server.host,
+        "airflow_port": airflow_port or cfg.server.airflow_port,
+        "parallelism": cfg.server.parallelism,
+        "sql_alchemy_conn": state["sql_alchemy_conn"],
+        "secret_key": state["secret_key"],
+        "jwt_secret": state["jwt_secret"],
+        "fernet_key": state["fernet_key"],
+        "task_log_folder": cfg.logs_dir / "airflow",
+    }
+    rendered = render_template(text, values)
+    _write_private(_secrets_path(cfg), json.dumps(state, indent=2) + "\n")
+    _write_private(config_path(cfg), rendered)
+    return config_path(cfg)
+
+
+def airflow_env(cfg: ClmConfig, *, mlflow_tracking_uri: str | None = None) -> dict[str, str]:
+    """Environment for every Airflow command and process of this home (and the tasks they run).
+
+    Starts from ``os.environ`` so ``CLM__*`` and ``AIRFLOW__*`` overrides reach the tasks too.
+    """
+    env = dict(os.environ)
+    clm_config = Path(env.get("CLM_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
+    python_path = [str(REPO_ROOT), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    env.update(
+        AIRFLOW_HOME=str(airflow_home(cfg)),
+        AIRFLOW_CONFIG=str(config_path(cfg)),
+        CLM_HOME=str(cfg.home),
+        CLM_CONFIG=str(clm_config),
+        AIRFLOW__API__HOST=cfg.server.host,
+        # DAGs import clm_lib from the checkout even when it is not pip-installed.
+        PYTHONPATH=os.pathsep.join(dict.fromkeys(python_path)),
+        DS_ACCELERATOR="cpu",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    if mlflow_tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    return env
+
+
+def run_airflow(args: list[str], env: dict[str, str], log: Path, *, stdin: str = "", timeout: float = 600) -> str:
+    """Run ``airflow <args>``, append its output to ``log`` and return it. Failure → :class:`ClmError`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    what = "airflow " + " ".join(args[:2])
+    try:
+        # A new session has no controlling terminal, so Airflow's getpass() prompts read the piped stdin:
+        # passwords never appear on a command line (visible in `ps`).
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=env,
+            cwd=env["CLM_HOME"],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ClmError(f"{what} did not finish within {timeout:.0f} s") from None
+    output = proc.stdout + proc.stderr
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(f"$ {what}\n{output}\n")
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise ClmError(f"{what} failed (exit {proc.returncode}); full output in {log}:\n{tail}")
+    return output
+
+
+def migrate_airflow_db(cfg: ClmConfig, env: dict[str, str], log: Path) -> None:
+    """``airflow db migrate`` (idempotent; also creates the FAB auth manager's tables)."""
+    run_airflow(["db", "migrate"], env, log)
+
+
+def read_credentials(cfg: ClmConfig) -> tuple[str, str] | None:
+    """(username, password) from ``$CLM_HOME/admin-credentials``, or None if the file does not exist."""
+    path = credentials_path(cfg)
+    if not path.exists():
+        return None
+    fields = dict(
+        line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line
+    )
+    if not fields.get("username") or not fields.get("password"):
+        raise ClmError(f"{path} must hold username=... and password=... lines (delete it to create a new login)")
+    return fields["username"], fields["password"]
+
+
+def ensure_admin_user(cfg: ClmConfig, env: dict[str, str], log: Path) -> AdminCredentials:
+    """Create the FAB ``Admin`` user with a generated password kept in ``admin-credentials``; keep an existing one.
+
+    If the user exists but the credentials file was lost, the user's password is reset to a new one, so the file
+    always holds a working login.
+    """
+    known = read_credentials(cfg)
+    username, password = known or (ADMIN_USERNAME, secrets.token_urlsafe(18))
+    create = ["users", "create", "--username", username, "--role", "Admin",
+              "--firstname", "clm", "--lastname", "admin", "--email", f"{username}@localhost"]
+    output = run_airflow(create, env, log, stdin=f"{password}\n{password}\n")
+    created = "already exists" not in output
+    if not created and known is None:
+        run_airflow(["users", "reset-password", "--username", username], env, log, stdin=f"{password}\n{password}\n")
+    if known is None:
+        _write_private(
+            credentials_path(cfg),
+            f"# Airflow UI / API login created by `clm init`\nusername={username}\npassword={password}\n",
+        )
+    return AdminCredentials(username=username, password=password, created=created)

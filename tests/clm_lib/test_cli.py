@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from clm_lib.cli import cli
+from clm_lib.services import processes
+from clm_lib.services.processes import Component
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    # monkeypatch restores both even though `clm --home/--config` rewrite them in os.environ.
+    monkeypatch.setenv("CLM_HOME", str(home))
+    monkeypatch.setenv("CLM_CONFIG", str(REPO / "include" / "clm.yaml"))
+    for var in ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "CLM_DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def _run(*args: str):
+    # Passing the variables makes the runner restore them afterwards: `--home`/`--config` set them in
+    # os.environ, which in a real shell lasts only as long as the one `clm` process.
+    env = {k: os.environ[k] for k in ("CLM_HOME", "CLM_CONFIG")}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_clm_errors_are_one_line_and_exit_2(home, tmp_path):
+    result = _run("--config", str(tmp_path / "missing.yaml"), "status")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("clm: error: cannot read clm config")
+    assert "Traceback" not in result.output
+
+
+def test_up_before_init_says_what_to_do(home):
+    result = _run("up")
+    assert result.exit_code == 2
+    assert "is not initialised: run `clm init` first" in result.stderr
+
+
+def test_down_and_status_when_nothing_runs(home):
+    down = _run("down")
+    assert (down.exit_code, down.output.strip()) == (0, "clm is not running")
+    status = _run("status")
+    assert status.exit_code == 1
+    assert status.output.count("not running") == 5
+    rows = json.loads(_run("status", "--json").stdout)
+    assert [r["component"] for r in rows] == ["mlflow", "api-server", "scheduler", "dag-processor", "triggerer"]
+    assert not any(r["alive"] or r["healthy"] for r in rows)
+
+
+def test_home_option_and_env_for_other_commands(home, tmp_path):
+    other = tmp_path / "other-home"
+    env = json.loads(_run("--home", str(other), "env", "--json").stdout)
+    assert env["CLM_HOME"] == str(other)
+    assert env["AIRFLOW_HOME"] == str(other / "airflow")
+    assert env["CLM_CONFIG"] == str(REPO / "include" / "clm.yaml")
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert (env["CLM__SERVER__AIRFLOW_PORT"], env["CLM__SERVER__MLFLOW_PORT"]) == ("8080", "5000")
+    shell = _run("env").stdout
+    assert f"export AIRFLOW_HOME={other / 'airflow'}\n" not in shell  # --home was not given this time
+    assert f"export AIRFLOW_HOME={home / 'airflow'}\n" in shell
+
+
+@pytest.fixture
+def fake_stack(home, tmp_path, monkeypatch):
+    """`clm up` on a stand-in stack: a real HTTP server answering /health on the MLflow port, plus `extra`."""
+    (home / "airflow").mkdir(parents=True)
+    (home / "airflow" / "airflow.cfg").write_text("[core]\n")  # as if `clm init` had run
+    docroot = tmp_path / "docroot"
+    docroot.mkdir()
+    (docroot / "health").write_text("OK")
+    port = _free_port()
+    server = Component(
+        "mlflow",
+        (sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(docroot)),
+        r"http\.server",
+        f"http://127.0.0.1:{port}",
+    )
+    extra: list[Component] = []
+    monkeypatch.setattr(processes.Stack, "components", lambda self: [server, *extra])
+    return port, extra
+
+
+def test_up_status_down_round_trip(fake_stack):
+    port, _ = fake_stack
+    up = _run("up", "--mlflow-port", str(port))
+    assert up.exit_code == 0, up.output
+    assert "mlflow         ready in" in up.stdout and "clm is up" in up.stdout
+    status = _run("status")
+    assert status.exit_code == 0 and "healthy" in status.stdout
+    pid = json.loads(_run("status", "--json").stdout)[0]["pid"]
+    assert psutil.pid_exists(pid)
+
+    again = _run("up", "--mlflow-port", str(port))
+    assert again.exit_code == 0 and "already running" in again.stdout
+    moved = _run("up", "--mlflow-port", str(port + 1))
+    assert moved.exit_code == 2 and "`clm down` first to change them" in moved.stderr
+
+    down = _run("down")
+    assert down.exit_code == 0 and "mlflow         stopped" in down.stdout
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert _run("down").stdout.strip() == "clm is not running"
+
+
+def test_a_component_dying_during_start_shows_its_log_and_stops_the_rest(fake_stack, tmp_path):
+    port, extra = fake_stack
+    script = tmp_path / "clm_fake_dying.py"
+    script.write_text("import sys\nprint('boom: no database', flush=True)\nimport time; time.sleep(0.5); sys.exit(3)\n")
+    extra.append(Component("api-server", (sys.executable, str(script)), r"clm_fake_dying"))
+    result = _run("up", "--mlflow-port", str(port))
+    assert result.exit_code == 2
+    assert "boom: no database" in result.stderr
+    assert "clm: error: api-server exited with code 3 while starting" in result.stderr
+    assert json.loads(_run("status", "--json").stdout)[0]["alive"] is False  # the healthy one was stopped too
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_init_on_postgresql_is_idempotent(home, postgres_url):
+    from sqlalchemy import create_engine, text
+
+    first = _run("init", "--airflow-db-url", postgres_url, "--airflow-port", "18555")
+    assert first.exit_code == 0, first.output
+    assert "admin created" in first.stdout and "http://127.0.0.1:18555" in first.stdout
+    second = _run("init")  # the DB URL chosen the first time is remembered
+    assert second.exit_code == 0, second.output
+    assert "admin kept" in second.stdout
+    assert second.stdout.split("login: admin / ")[1].split()[0] == first.stdout.split("login: admin / ")[1].split()[0]
+    assert f"sql_alchemy_conn = {postgres_url}\n" in (home / "airflow" / "airflow.cfg").read_text()
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM ab_user WHERE username = 'admin'")).scalar() == 1
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        engine.dispose()
+    assert not (home / "airflow" / "airflow.db").exists()

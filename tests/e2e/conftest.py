@@ -1,0 +1,152 @@
+"""The real clm stack for end-to-end tests.
+
+``airflow_stack`` runs ``clm init`` and ``clm up`` as subprocesses (the real CLI) in a temp CLM_HOME on free
+ports, once per test session, and ``clm down`` at the end, checking that no process is left behind. The config is
+``include/tiny.yaml`` when it exists (small and fast), else ``include/clm.yaml``. Timings go to
+``<pytest basetemp>/clm-e2e-timings.json`` and to stdout (``-s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLM = (sys.executable, "-m", "clm_lib.cli")
+# Variables of the developer's shell or of this test session that must not leak into the stack.
+_LEAKY_PREFIXES = ("AIRFLOW", "CLM_", "MLFLOW_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AirflowStack:
+    """A running clm stack and what tests need to talk to it."""
+
+    home: Path
+    base_url: str
+    mlflow_url: str
+    username: str
+    password: str
+    env: dict[str, str]
+    """Environment for further ``clm`` / ``airflow`` commands against this stack."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def token(self) -> str:
+        """A JWT for the admin user from ``POST /auth/token``."""
+        body = json.dumps({"username": self.username, "password": self.password}).encode()
+        req = urllib.request.Request(
+            f"{self.base_url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def clm(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``clm <args>`` against this stack."""
+        return subprocess.run([*CLM, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run ``airflow <args>`` against this stack."""
+        cmd = [sys.executable, "-m", "airflow", *args]
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home)
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of the stack: the started components, their descendants, and anything else in its home."""
+        procs: dict[int, psutil.Process] = {}
+        for pid_file in (self.home / "run").glob("*.pid"):
+            try:
+                root = psutil.Process(int(pid_file.read_text()))
+                for p in (root, *root.children(recursive=True)):
+                    procs[p.pid] = p
+            except (ValueError, OSError, psutil.Error):
+                pass
+        for p in psutil.process_iter():
+            try:
+                if p.pid not in procs and p.environ().get("CLM_HOME") == str(self.home):
+                    procs[p.pid] = p
+            except psutil.Error:
+                pass
+        return list(procs.values())
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def _run_clm(env: dict[str, str], *args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    done = subprocess.run([*CLM, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - t0
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("clm-e2e") / "home"
+    tiny = REPO / "include" / "tiny.yaml"
+    config = tiny if tiny.exists() else REPO / "include" / "clm.yaml"
+    airflow_port = free_port()
+    mlflow_port = free_port()
+    while mlflow_port == airflow_port:
+        mlflow_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    env |= {
+        "CLM_HOME": str(home),
+        "CLM_CONFIG": str(config),
+        # Commands that read cfg.server (clients of the API, say) find this stack's ports.
+        "CLM__SERVER__AIRFLOW_PORT": str(airflow_port),
+        "CLM__SERVER__MLFLOW_PORT": str(mlflow_port),
+    }
+    ports = ("--airflow-port", str(airflow_port), "--mlflow-port", str(mlflow_port))
+    timings: dict[str, float] = {}
+    stack = None
+    try:
+        init, timings["clm_init_s"] = _run_clm(env, "init", *ports, timeout=600)
+        assert init.returncode == 0, f"clm init failed:\n{init.stdout}\n{init.stderr}"
+        up, timings["clm_up_s"] = _run_clm(env, "up", *ports, timeout=600)
+        assert up.returncode == 0, f"clm up failed:\n{up.stdout}\n{up.stderr}"
+        exported, _ = _run_clm(env, "env", "--json", timeout=60)
+        env |= json.loads(exported.stdout)
+        fields = dict(
+            line.split("=", 1) for line in (home / "admin-credentials").read_text().splitlines() if "=" in line
+        )
+        stack = AirflowStack(
+            home=home,
+            base_url=f"http://127.0.0.1:{airflow_port}",
+            mlflow_url=f"http://127.0.0.1:{mlflow_port}",
+            username=fields["username"],
+            password=fields["password"],
+            env=env,
+            timings=timings,
+        )
+        yield stack
+    finally:
+        procs = stack.processes() if stack else []
+        down, timings["clm_down_s"] = _run_clm(env, "down", timeout=300)
+        psutil.wait_procs(procs, timeout=10)
+        timings_file = tmp_path_factory.getbasetemp() / "clm-e2e-timings.json"
+        timings_file.write_text(json.dumps(timings, indent=2))
+        print(f"\nclm e2e timings: {timings}")
+        assert down.returncode == 0, f"clm down failed:\n{down.stdout}\n{down.stderr}"
+        left = _alive(procs)
+        assert not left, f"clm down left processes behind: {[(p.pid, p.cmdline()) for p in left]}"
