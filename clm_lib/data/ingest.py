@@ -196,7 +196,7 @@ def _record_failure(cfg: ClmConfig, batch_id: str, error: str) -> None:
         stored.status, stored.error, stored.finished_at = "failed", error[:4000], utcnow()
 
 
-def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult) -> None:
+def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult, actor: str | None) -> None:
     with session_scope(cfg.database_url) as s:
         stored = s.get(IngestionBatch, result.batch_id)
         for name in (
@@ -218,6 +218,7 @@ def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult) ->
         audit.record(
             s,
             action="ingest_batch",
+            actor=actor,
             target=f"ingestion_batch:{result.batch_id}",
             to_value=f"curated v{result.curated_version}",
             reason=f"ingested {result.source}",
@@ -225,7 +226,7 @@ def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult) ->
         )
 
 
-def ingest_file(cfg: ClmConfig, path: str | Path) -> BatchResult:
+def ingest_file(cfg: ClmConfig, path: str | Path, *, actor: str | None = None) -> BatchResult:
     """Ingest one file (see the module docstring). Raises :class:`IngestError` when the file as a whole
     cannot be read; a bad record never fails the batch."""
     started = time.monotonic()
@@ -248,7 +249,7 @@ def ingest_file(cfg: ClmConfig, path: str | Path) -> BatchResult:
         result.quarantine_version = lake.table_version(cfg, "quarantine")
         return result
     try:
-        _ingest(cfg, path, result)
+        _ingest(cfg, path, result, actor)
     except Exception as exc:
         _record_failure(cfg, batch_id, str(exc))
         log.error("%s: batch %s failed: %s", path, batch_id, exc)
@@ -264,7 +265,7 @@ def ingest_file(cfg: ClmConfig, path: str | Path) -> BatchResult:
     return result
 
 
-def _ingest(cfg: ClmConfig, path: Path, result: BatchResult) -> None:
+def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, actor: str | None) -> None:
     suite = load_suite(cfg)  # a broken suite must stop the batch before anything is written
     read = read_file(path)
     for note in read.notes:
@@ -297,7 +298,7 @@ def _ingest(cfg: ClmConfig, path: Path, result: BatchResult) -> None:
     result.curated_version = write("curated", part.curated)
     result.quarantine_version = write("quarantine", part.quarantine)
     result.status = "committed"
-    _record_commit(cfg, result, part.verdict)
+    _record_commit(cfg, result, part.verdict, actor)
 
 
 def _move(path: Path, folder: Path, tag: str) -> Path:
@@ -332,7 +333,7 @@ def _landing_files(cfg: ClmConfig) -> list[Path]:
     return [p for *_, p in sorted(files)]
 
 
-def ingest_landing(cfg: ClmConfig) -> list[BatchResult]:
+def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchResult]:
     """Ingest every file in the landing folder, oldest first.
 
     Each ingested (or already ingested) file moves to ``landing/processed/``. A file that cannot be
@@ -347,7 +348,7 @@ def ingest_landing(cfg: ClmConfig) -> list[BatchResult]:
     log.info("landing %s: %d file(s) to ingest", landing, len(files))
     for path in files:
         try:
-            result = ingest_file(cfg, path)
+            result = ingest_file(cfg, path, actor=actor)
         except IngestError as exc:
             if not path.exists():  # taken away while we listed the folder: nothing to move
                 log.warning("%s: vanished before it could be ingested (%s)", path, exc)

@@ -21,7 +21,7 @@ class IngestOperator(ClmBaseOperator):
         from clm_lib.data.ingest import ingest_landing
 
         self.quiet_libraries()
-        batches = [b.as_dict() for b in ingest_landing(self.cfg)]
+        batches = [b.as_dict() for b in ingest_landing(self.cfg, actor=self.actor(context))]
         curated = sum(b["rows_curated"] for b in batches)
         for b in batches:
             self.log.info("batch %s from %s: %s", b["batch_id"], b["source"], b)
