@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from clm_lib.config import load_config
 from clm_lib.errors import TrainingError
 from clm_lib.modeling.build import BUILD_INFO, ensure_base_model
 
-from .conftest import TINY
+TINY = Path(__file__).resolve().parents[3] / "include" / "tiny.yaml"
 
 
 def _cfg(tmp_path, **env):
