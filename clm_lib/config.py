@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +212,8 @@ class ClmConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
+    drift: DriftConfig = DriftConfig()
+    """Drift detectors and the retraining policy (documented field by field in ``clm_lib/drift/config.py``)."""
     server: ServerConfig = ServerConfig()
 
     @field_validator("data")
