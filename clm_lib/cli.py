@@ -336,6 +336,27 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     click.echo("  stop     make down   (or: clm down)")
 
 
+BENCHMARKS = {"drift": "drift.py", "continual-quick": "continual_quick.py"}
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(name: str, args: tuple[str, ...]) -> None:
+    """Run a benchmark from bench/ (results go to bench/results/); arguments after NAME go to it (try --help)."""
+    import importlib.util
+
+    from clm_lib.config import REPO_ROOT
+
+    path = REPO_ROOT / "bench" / BENCHMARKS[name]
+    if not path.exists():
+        raise ClmError(f"{path} is missing: benchmarks run from a clm source checkout")
+    spec = importlib.util.spec_from_file_location(f"clm_bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.exit(module.main(list(args)))
+
+
 @cli.command("env")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of shell exports.")
 def env_cmd(as_json: bool) -> None:

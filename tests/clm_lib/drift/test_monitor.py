@@ -98,3 +98,9 @@ def test_windows_can_be_tables_records_or_windows(db_cfg, reference, same):
                                store=False)
     assert not decision.retrain
     assert isinstance(TextWindow.coerce(table), TextWindow)
+
+
+def test_settings_default_to_the_config_file(db_cfg, reference, same):
+    db_cfg.drift.volume.min_new_rows = 5
+    decision = run_drift_check(db_cfg, reference=reference, current=same, new_rows=5, detectors=FAST)
+    assert decision.retrain and [r.detector for r in decision.reasons] == ["volume"]
