@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
-from clm_lib.config import ClmConfig, load_config
+if TYPE_CHECKING:
+    from clm_lib.config import ClmConfig
 
 
 class ClmHook(BaseHook):
@@ -28,6 +30,10 @@ class ClmHook(BaseHook):
 
     @cached_property
     def config(self) -> ClmConfig:
+        # Imported here, not at module level: DAG files import this hook, and the config pulls in the drift
+        # package (numpy, pyarrow), which every parse of every DAG file would pay for.
+        from clm_lib.config import load_config
+
         environ = dict(os.environ)
         extra = self._connection_extra()
         for key, env in (
