@@ -309,6 +309,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     """Run the demo: set up and start clm, then let Airflow learn a stream of product lines, one drop at a time."""
+    from clm_lib.demo.steady import write_steady_drop
     from clm_lib.demo.stream import write_demo_drops
     from clm_lib.demo.walkthrough import already_ran, run_walkthrough
     from clm_lib.services.airflow_client import AirflowClient
@@ -327,6 +328,8 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     else:
         tasks = cfg.data.tasks[:drops]
         files = write_demo_drops(cfg.home / "demo" / "drops", tasks=tasks, n_per_task=rows_per_drop, seed=0)
+        # Last, more of what the model already knows: the drift check should find nothing worth retraining for.
+        files.append(write_steady_drop(cfg.home / "demo" / "drops", tasks, rows_per_drop // 2, 101, len(files) + 1))
         click.echo(f"\nDropping {len(files)} files into {cfg.landing_dir}, one at a time; Airflow does the rest.")
         client = AirflowClient(stack.airflow_url, creds[0], creds[1])
         run_walkthrough(cfg, client, files, echo=click.echo)
@@ -334,6 +337,27 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     click.echo(f"  UI       {stack.airflow_url}/plugin/clm-overview   login: {creds[0]} / {creds[1]}")
     click.echo(f"  MLflow   {stack.mlflow_url}")
     click.echo("  stop     make down   (or: clm down)")
+
+
+@cli.group()
+def drift() -> None:
+    """Drift checks: what the clm_drift_monitor DAG runs, by hand or from another scheduler."""
+
+
+@drift.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole decision as JSON.")
+def drift_check(as_json: bool) -> None:
+    """Compare the curated data since the last training with what it read; store the reports; say whether to
+    retrain. A requested retraining starts when clm_retrain_watch is on, or by hand."""
+    from clm_lib.drift.monitor import check_lake
+
+    decision = check_lake(get_config())
+    if as_json:
+        click.echo(json.dumps(decision.to_dict(), indent=2, default=str))
+        return
+    for res in decision.results:
+        click.echo(f"  {res.detector:<14} {res.status:<26} {res.explanation}")
+    click.echo(f"check {decision.check_id}: {decision.summary}")
 
 
 BENCHMARKS = {"drift": "drift.py", "continual-quick": "continual_quick.py"}

@@ -1,21 +1,23 @@
-"""clm_continual_training: new curated data -> a continual update -> every task evaluated -> a candidate.
+"""clm_continual_training: a retrain request -> a continual update -> every task evaluated -> a candidate.
 
-Scheduled on the ``clm_curated`` Asset; trains only when ``training.min_new_rows`` new rows arrived.
-Manual: ``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``.
+Scheduled on the ``clm_retrain_request`` Asset, which ``clm_drift_monitor`` emits when drift or volume call for a
+retraining; the run records that decision (and links it to the drift reports). Manual runs train when at least
+``training.min_new_rows`` new rows arrived, or with force:
+``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``.
 """
 
 from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from clm_lib.airflow.assets import CURATED
+from clm_lib.airflow.assets import RETRAIN_REQUEST
 from clm_lib.airflow.operators.evaluation import EvaluateOperator
 from clm_lib.airflow.operators.registry import RegisterOperator
 from clm_lib.airflow.operators.training import ContinualTrainOperator
 
 with DAG(
     dag_id="clm_continual_training",
-    schedule=[CURATED],
+    schedule=[RETRAIN_REQUEST],
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -24,6 +26,9 @@ with DAG(
     params={
         "force": Param(False, type="boolean", description="Train even below training.min_new_rows"),
         "reason": Param("", type="string", description="Why you trigger it (kept with the run)"),
+        "drift_check_id": Param(
+            "", type="string", description="The drift check that requested this run (set by clm_retrain_watch)"
+        ),
     },
 ):
     train = ContinualTrainOperator(task_id="train")

@@ -7,3 +7,6 @@ CURATED = Asset(name="clm_curated", uri="clm://lake/curated", group="clm")
 
 CANDIDATE = Asset(name="clm_candidate", uri="clm://registry/candidate", group="clm")
 """Updated when a training run registers a new model version; the extra carries ``version``."""
+
+RETRAIN_REQUEST = Asset(name="clm_retrain_request", uri="clm://drift/retrain-request", group="clm")
+"""Updated when a drift check requests a retraining; the extra carries the decision (``check_id``, reasons)."""

@@ -2,7 +2,8 @@
 
 This module only drops files and watches: each drop is copied into the landing folder and
 ``clm_ingest`` is triggered through Airflow's REST API; the Asset events then start
-``clm_continual_training`` and ``clm_promotion`` inside Airflow. After each update it reads the
+``clm_drift_monitor``, which decides whether the drop calls for a retraining, and from there
+``clm_continual_training`` and ``clm_promotion`` inside Airflow. After each drop it reads the
 outcome from clm's database and prints one row of the table.
 """
 
@@ -18,11 +19,11 @@ from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
-from clm_lib.db.models import Evaluation, GateDecision, IngestionBatch, TrainingRun
+from clm_lib.db.models import DriftReport, Evaluation, GateDecision, IngestionBatch, TrainingRun
 from clm_lib.errors import ClmError
 from clm_lib.services.airflow_client import AirflowClient
 
-DAGS = ("clm_ingest", "clm_continual_training", "clm_promotion")
+DAGS = ("clm_ingest", "clm_drift_monitor", "clm_continual_training", "clm_promotion")
 
 
 @dataclass
@@ -31,6 +32,8 @@ class UpdateRow:
     curated: int
     quarantined: int
     duplicates: int
+    drift: str = "-"
+    """The drift check's verdict: the detectors that requested a retraining, or ``no retrain``."""
     version: str | None = None
     tasks: int = 0
     replay_rows: int = 0
@@ -41,7 +44,8 @@ class UpdateRow:
 
 
 HEADER = (
-    f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'ver':>4} {'tasks':>5} {'replay':>6} {'AA':>6} {'BWT':>7}  gate"
+    f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'drift check':<24} {'ver':>4} {'tasks':>5} {'replay':>6} "
+    f"{'AA':>6} {'BWT':>7}  gate"
 )
 
 
@@ -49,9 +53,25 @@ def format_row(r: UpdateRow) -> str:
     aa = "-" if r.average_accuracy is None else f"{r.average_accuracy:.1f}"
     bwt = "-" if r.backward_transfer is None else f"{r.backward_transfer:+.1f}"
     return (
-        f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.version or '-':>4} {r.tasks:>5} "
+        f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.drift:<24} {r.version or '-':>4} "
+        f"{r.tasks:>5} "
         f"{r.replay_rows:>6} {aa:>6} {bwt:>7}  {r.gate}"
     )
+
+
+def _drift_verdict(cfg: ClmConfig) -> str:
+    """The newest drift check in one cell: who requested the retraining, or that nobody did."""
+    with session_scope(cfg.database_url) as s:
+        latest = s.scalars(select(DriftReport).order_by(DriftReport.created_at.desc(), DriftReport.id.desc())).first()
+        if latest is None:
+            return "-"
+        rows = s.scalars(select(DriftReport).where(DriftReport.check_id == latest.check_id)).all()
+        fired = [r.detector for r in rows if r.triggered]
+        if not latest.retrain_requested:
+            return "no retrain"
+        if fired == ["volume"] and any("no model trained yet" in r.explanation for r in rows):
+            return "first data"
+        return "retrain: " + ",".join(fired)
 
 
 def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> UpdateRow:
@@ -111,6 +131,7 @@ def run_walkthrough(
     echo(HEADER)
     for drop in drops:
         started = time.monotonic()
+        known_checks = {r["dag_run_id"] for r in client.runs("clm_drift_monitor", limit=100)}
         known_training = {r["dag_run_id"] for r in client.runs("clm_continual_training", limit=100)}
         known_promotion = {r["dag_run_id"] for r in client.runs("clm_promotion", limit=100)}
         shutil.copy(drop, cfg.landing_dir / drop.name)
@@ -118,7 +139,16 @@ def run_walkthrough(
         ingest = client.wait_for_run("clm_ingest", ingest_id, timeout=180)
         if ingest["state"] != "success":
             raise ClmError(f"clm_ingest run {ingest_id} {ingest['state']}; see the task log in the Airflow UI")
-        training = client.wait_for_new_run("clm_continual_training", known_training, timeout=60)
+        check = client.wait_for_new_run("clm_drift_monitor", known_checks, timeout=60)
+        if check is None:
+            raise ClmError("clm_drift_monitor did not start after new data was curated")
+        check = client.wait_for_run("clm_drift_monitor", check["dag_run_id"], timeout=300)
+        if check["state"] != "success":
+            raise ClmError(f"clm_drift_monitor run {check['dag_run_id']} {check['state']}; see its task log")
+        requested = client.task_states("clm_drift_monitor", check["dag_run_id"]).get("check") == "success"
+        training = client.wait_for_new_run("clm_continual_training", known_training, timeout=60) if requested else None
+        if requested and training is None:
+            raise ClmError("clm_continual_training did not start after the drift check requested a retraining")
         training_id = None
         if training:
             training_id = training["dag_run_id"]
@@ -130,7 +160,7 @@ def run_walkthrough(
                 if promotion is None:
                     raise ClmError("clm_promotion did not start after a candidate was registered")
                 client.wait_for_run("clm_promotion", promotion["dag_run_id"], timeout=180)
-        row = _outcome(cfg, UpdateRow(drop.name, 0, 0, 0), training_id)
+        row = _outcome(cfg, UpdateRow(drop.name, 0, 0, 0, drift=_drift_verdict(cfg)), training_id)
         row.seconds = time.monotonic() - started
         rows.append(row)
         echo(format_row(row) + f"   ({row.seconds:.0f}s)")

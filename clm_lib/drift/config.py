@@ -108,6 +108,8 @@ class VolumeSettings(_Section):
     """Check the volume trigger in every drift check."""
     min_new_rows: int = Field(default=2000, ge=1)
     """New curated rows since the last training that request a retraining."""
+    initial_rows: int = Field(default=200, ge=1)
+    """Before any training there is no reference to drift from: this many curated rows start the first one."""
     cooldown_hours: float = Field(default=0.0, ge=0.0)
     """After the volume trigger fired, it triggers nothing again for this many hours."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -125,6 +125,7 @@ def run_drift_check(
     current_version: int | None = None,
     now: datetime | None = None,
     store: bool = True,
+    first_training: bool = False,
 ) -> DriftDecision:
     """Run the drift detectors on ``reference`` vs ``current``, decide, and store the reports.
 
@@ -133,6 +134,7 @@ def run_drift_check(
     reported as insufficient data). ``context`` carries the champion for the model-based detectors (see
     :func:`clm_lib.drift.sources.champion_context`). ``settings`` defaults to ``cfg.drift``. With ``store``, the
     cooldowns are read from and the reports written to ``cfg.database_url`` in one transaction.
+    ``first_training``: no model was trained yet (see :func:`clm_lib.drift.policy.decide`).
     """
     settings = settings if settings is not None else cfg.drift
     context = context or DriftContext()
@@ -140,9 +142,16 @@ def run_drift_check(
         context = replace(context, cache_dir=cfg.home / "cache" / "drift")
     results = run_detectors(reference, current, settings, context, detectors)
     if not store:
-        return decide(results, settings, new_rows=new_rows, now=now)
+        return decide(results, settings, new_rows=new_rows, now=now, first_training=first_training)
     with session_scope(cfg.database_url) as session:
-        decision = decide(results, settings, new_rows=new_rows, last_triggered=last_triggered(session), now=now)
+        decision = decide(
+            results,
+            settings,
+            new_rows=new_rows,
+            last_triggered=last_triggered(session),
+            now=now,
+            first_training=first_training,
+        )
         store_decision(
             session,
             decision,
@@ -154,6 +163,30 @@ def run_drift_check(
     return decision
 
 
+def check_lake(cfg: ClmConfig, *, now: datetime | None = None) -> DriftDecision:
+    """The scheduled check: what the champion was trained on against every curated row since, with the champion
+    loaded for the model-based detectors. What ``clm_drift_monitor`` and ``clm drift check`` run."""
+    from clm_lib.drift.sources import champion_context, load_windows
+
+    windows = load_windows(cfg)
+    log.info(
+        "drift windows: reference v%s (%d rows), current up to v%s (%d rows, %d new training rows)",
+        windows.reference_version, windows.reference.num_rows, windows.current_version, windows.current.num_rows,
+        windows.new_rows,
+    )
+    return run_drift_check(
+        cfg,
+        reference=windows.reference,
+        current=windows.current,
+        new_rows=windows.new_rows,
+        context=champion_context(cfg),
+        reference_version=windows.reference_version,
+        current_version=windows.current_version,
+        now=now,
+        first_training=windows.reference_version is None,
+    )
+
+
 def link_training_run(cfg: ClmConfig, check_id: str, training_run_id: str) -> int:
     """Record that ``training_run_id`` was started by drift check ``check_id``; returns the rows linked."""
     with session_scope(cfg.database_url) as session:
@@ -163,6 +196,35 @@ def link_training_run(cfg: ClmConfig, check_id: str, training_run_id: str) -> in
             .values(training_run_id=training_run_id)
         )
         return int(result.rowcount or 0)
+
+
+def pending_requests(cfg: ClmConfig, since: datetime) -> list[dict[str, Any]]:
+    """Retrain requests newer than ``since`` that no training run took up yet, oldest first: what
+    ``RetrainTriggerSensor`` waits for. One dict per check: ``check_id``, ``created_at`` (ISO), ``reasons``."""
+    bound = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+    with session_scope(cfg.database_url) as session:
+        if session.get_bind().dialect.name == "sqlite":  # stores clm's UTC timestamps without a zone
+            bound = bound.replace(tzinfo=None)
+        rows = session.scalars(
+            select(DriftReport)
+            .where(
+                DriftReport.triggered.is_(True),
+                DriftReport.training_run_id.is_(None),
+                DriftReport.created_at > bound,
+            )
+            .order_by(DriftReport.created_at, DriftReport.id)
+        ).all()
+        checks: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            check = checks.setdefault(
+                r.check_id, {"check_id": r.check_id, "created_at": _iso(r.created_at), "reasons": []}
+            )
+            check["reasons"].append({"detector": r.detector, "explanation": r.explanation})
+        return list(checks.values())
+
+
+def _iso(at: datetime) -> str:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
 
 
 def reports(

@@ -81,17 +81,23 @@ class DriftDecision:
         }
 
 
-def volume_result(new_rows: int | None, min_new_rows: int) -> DriftResult:
-    """The volume trigger as a result, so it is stored and plotted like any detector."""
+def volume_result(new_rows: int | None, min_new_rows: int, *, first_training: bool = False) -> DriftResult:
+    """The volume trigger as a result, so it is stored and plotted like any detector. ``first_training``: no
+    model was trained yet, ``min_new_rows`` is then the threshold of the initial training."""
     if new_rows is None:
         return DriftResult(VOLUME, Status.INSUFFICIENT, None, "the number of new curated rows is unknown")
     fired = new_rows >= min_new_rows
     verb = "reached" if fired else "below"
+    since, trigger = (
+        ("and no model trained yet", "initial-training threshold")
+        if first_training
+        else ("since the last training", "volume trigger")
+    )
     return DriftResult(
         VOLUME,
         Status.OK,
         fired,
-        f"{new_rows} new curated rows since the last training, {verb} the volume trigger of {min_new_rows}",
+        f"{new_rows} new curated rows {since}, {verb} the {trigger} of {min_new_rows}",
         statistic=float(new_rows),
         threshold=float(min_new_rows),
         n_current=new_rows,
@@ -114,13 +120,18 @@ def decide(
     new_rows: int | None = None,
     last_triggered: Mapping[str, datetime] | None = None,
     now: datetime | None = None,
+    first_training: bool = False,
 ) -> DriftDecision:
     """Combine detector results (and the volume trigger) into one decision. ``last_triggered``: detector -> the
-    last time it triggered a retraining (from :func:`clm_lib.drift.monitor.last_triggered`)."""
+    last time it triggered a retraining (from :func:`clm_lib.drift.monitor.last_triggered`). ``first_training``:
+    no model exists yet, so there is nothing to drift from and ``volume.initial_rows`` new rows start one (this
+    applies even with the volume trigger off: without it nothing could ever train)."""
     now = now or datetime.now(UTC)
     last_triggered = last_triggered or {}
     results = list(results)
-    if settings.volume.enabled:
+    if first_training:
+        results.append(volume_result(new_rows, settings.volume.initial_rows, first_training=True))
+    elif settings.volume.enabled:
         results.append(volume_result(new_rows, settings.volume.min_new_rows))
     by_name = settings.detector_settings()
     reasons: list[Reason] = []

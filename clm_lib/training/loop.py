@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+STRATEGY_STATE_DIR = "clm_strategies"
+"""Sub-folder of a saved adapter where strategies keep what the next update needs (EWC's Fisher, a router...)."""
 LOSS_WINDOW = 10
 """``final_loss`` is the mean over this many last steps: one step's loss is too noisy to compare runs."""
 
@@ -54,6 +56,11 @@ class TrainContext:
     tokens_seen: int = 0
     losses: list[float] = field(default_factory=list)
     sampler: EpochSampler | None = None
+    base_dir: Path | None = None
+    """The frozen base model (a strategy may load a second copy, e.g. a distillation teacher)."""
+    parent_adapter_dir: Path | None = None
+    """The adapter this update continues (the champion's), or ``None`` for a fresh one. Strategies read the state
+    they persisted with it from ``parent_adapter_dir / STRATEGY_STATE_DIR / <name>``."""
 
     @property
     def max_steps(self) -> int:

@@ -35,7 +35,7 @@ from clm_lib.errors import TrainingError
 from clm_lib.modeling.build import ensure_base_model
 from clm_lib.modeling.load import load_model, resolve_device
 from clm_lib.training.data import check_table, encode_table, special_ids
-from clm_lib.training.loop import TrainContext, make_optimizer, train_loop
+from clm_lib.training.loop import STRATEGY_STATE_DIR, TrainContext, make_optimizer, train_loop
 from clm_lib.training.strategies import Strategy, build_strategies
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ def train_update(
         device=device,
         pad_id=special_ids(tokenizer)[2],
         data=data,
+        base_dir=base_dir,
+        parent_adapter_dir=parent_adapter_dir,
     )
     fingerprint = _fingerprint(cfg, new_data, replay_data, base_dir, parent_adapter_dir)
 
@@ -108,7 +110,7 @@ def train_update(
     train_loop(ctx, strategies, output_dir / "checkpoints", fingerprint)
 
     # --- save -------------------------------------------------------------------------------------------------
-    adapter_dir = _save_adapter(model, tokenizer, output_dir / "adapter")
+    adapter_dir = _save_adapter(model, tokenizer, output_dir / "adapter", ctx, strategies)
     seen = sum(ctx.seen.values())
     result = TrainResult(
         adapter_dir=adapter_dir,
@@ -169,11 +171,15 @@ def _fingerprint(cfg: ClmConfig, new: pa.Table, replay: pa.Table, base_dir: Path
     return h.hexdigest()[:16]
 
 
-def _save_adapter(model, tokenizer, adapter_dir: Path) -> Path:
+def _save_adapter(model, tokenizer, adapter_dir: Path, ctx: TrainContext, strategies: list[Strategy]) -> Path:
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    for s in strategies:
+        state_dir = tmp / STRATEGY_STATE_DIR / s.name
+        state_dir.mkdir(parents=True, exist_ok=True)
+        s.after_save(ctx, state_dir)
     shutil.rmtree(adapter_dir, ignore_errors=True)
     os.replace(tmp, adapter_dir)
     return adapter_dir

@@ -21,10 +21,29 @@ def test_no_import_errors(dagbag):
     assert set(dagbag.dag_ids) >= {"clm_ingest", "clm_continual_training", "clm_promotion"}
 
 
-def test_training_is_scheduled_on_curated_data_and_chains_to_promotion(dagbag):
+def test_drift_monitor_runs_on_curated_data_and_hourly_and_requests_retraining(dagbag):
+    from airflow.timetables.assets import AssetOrTimeSchedule
+
+    monitor = dagbag.dags["clm_drift_monitor"]
+    assert isinstance(monitor.timetable, AssetOrTimeSchedule)
+    assert [a.name for a in monitor.timetable.asset_condition.objects] == ["clm_curated"]
+    assert monitor.timetable.timetable.summary == "17 * * * *"
+    assert [a.name for a in monitor.get_task("check").outlets] == ["clm_retrain_request"]
+
+
+def test_sensor_path_waits_deferred_and_is_off_until_switched_on(dagbag):
+    watch = dagbag.dags["clm_retrain_watch"]
+    assert watch.is_paused_upon_creation is True
+    wait, train = watch.get_task("wait"), watch.get_task("train")
+    assert type(wait).__name__ == "RetrainTriggerSensor" and wait.deferrable
+    assert train.trigger_dag_id == "clm_continual_training"
+    assert set(train.conf) == {"drift_check_id", "reason"}
+
+
+def test_training_is_scheduled_on_retrain_requests_and_chains_to_promotion(dagbag):
     training = dagbag.dags["clm_continual_training"]
     assert [t.task_id for t in training.topological_sort()] == ["train", "evaluate", "register"]
-    assert [a.name for a in training.timetable.asset_condition.objects] == ["clm_curated"]
+    assert [a.name for a in training.timetable.asset_condition.objects] == ["clm_retrain_request"]
     promotion = dagbag.dags["clm_promotion"]
     assert [a.name for a in promotion.timetable.asset_condition.objects] == ["clm_candidate"]
     register = training.get_task("register")
@@ -34,7 +53,7 @@ def test_training_is_scheduled_on_curated_data_and_chains_to_promotion(dagbag):
 
 
 def test_manual_trigger_params(dagbag):
-    assert set(dagbag.dags["clm_continual_training"].params) == {"force", "reason"}
+    assert set(dagbag.dags["clm_continual_training"].params) == {"force", "reason", "drift_check_id"}
     assert set(dagbag.dags["clm_promotion"].params) == {"version"}
 
 

@@ -1,4 +1,5 @@
-"""One real continual-learning cycle through a real Airflow: drop -> ingest -> train -> evaluate -> register -> promote.
+"""One real continual-learning cycle through a real Airflow: drop -> ingest -> drift check -> train -> evaluate ->
+register -> promote, and a last drop of more of the same that the drift check lets pass without a retraining.
 
 Nothing here calls clm_lib's steps directly: files are dropped, DAGs are triggered through Airflow's REST
 API, and Airflow's own scheduler, Asset events and LocalExecutor do the rest.
@@ -17,25 +18,50 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def cycle(airflow_stack, tmp_path_factory):
     from clm_lib.config import load_config
+    from clm_lib.demo.steady import write_steady_drop
     from clm_lib.demo.stream import write_demo_drops
     from clm_lib.demo.walkthrough import run_walkthrough
     from clm_lib.services.airflow_client import AirflowClient
 
     cfg = load_config(environ=airflow_stack.env)
-    drops = write_demo_drops(tmp_path_factory.mktemp("drops"), tasks=cfg.data.tasks[:2], seed=7)
+    folder = tmp_path_factory.mktemp("drops")
+    drops = write_demo_drops(folder, tasks=cfg.data.tasks[:2], seed=7)
+    drops.append(write_steady_drop(folder, cfg.data.tasks[:2], 400, seed=99, index=3))
     client = AirflowClient(airflow_stack.base_url, airflow_stack.username, airflow_stack.password)
     lines: list[str] = []
     rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
     return cfg, client, rows, lines
 
 
-def test_every_drop_became_a_promoted_version(cycle):
+def test_new_tasks_drift_into_promoted_versions_and_more_of_the_same_does_not(cycle):
     _cfg, _client, rows, lines = cycle
-    assert len(rows) == 2, lines
-    assert [r.version for r in rows] == ["1", "2"], lines
-    assert all(r.gate.startswith("promoted") for r in rows), lines
+    assert len(rows) == 3, lines
+    assert [r.version for r in rows] == ["1", "2", None], lines
+    assert rows[0].drift == "first data", lines
+    assert rows[1].drift.startswith("retrain: ") and "task_mix" in rows[1].drift, lines
+    assert rows[2].drift == "no retrain" and rows[2].curated > 300, lines
+    assert all(r.gate.startswith("promoted") for r in rows[:2]), lines
     assert rows[1].tasks == 2 and rows[1].backward_transfer is not None
-    assert all(r.quarantined > 0 for r in rows), "the demo drops plant bad records; they must be quarantined"
+    assert all(r.quarantined > 0 for r in rows[:2]), "the demo drops plant bad records; they must be quarantined"
+
+
+def test_the_drift_retraining_is_linked_to_its_reports(cycle):
+    from sqlalchemy import select
+
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import DriftReport, TrainingRun
+
+    cfg, *_ = cycle
+    with session_scope(cfg.database_url) as s:
+        second = s.scalars(select(TrainingRun).order_by(TrainingRun.started_at)).all()[1]
+        assert second.trigger["kind"] == "asset" and len(second.trigger["drift_checks"]) == 1
+        event = second.trigger["events"][0]
+        assert event["asset"] == "clm_retrain_request" and event["retrain"] is True
+        linked = s.scalars(select(DriftReport).where(DriftReport.training_run_id == second.id)).all()
+        assert {r.check_id for r in linked} == set(second.trigger["drift_checks"])
+        assert "task_mix" in {r.detector for r in linked} and all(r.triggered for r in linked)
+        last_check = s.scalars(select(DriftReport).order_by(DriftReport.created_at.desc())).first()
+        assert last_check.retrain_requested is False and last_check.training_run_id is None
 
 
 def test_state_in_clm_database_reconciles(cycle):

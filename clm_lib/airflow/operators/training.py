@@ -26,7 +26,21 @@ def describe_trigger(context: Any) -> dict:
         trigger["kind"] = "manual"
     if params.get("reason"):
         trigger["reason"] = params["reason"]
+    checks = drift_checks(trigger, params)
+    if checks:
+        trigger["drift_checks"] = checks
     return trigger
+
+
+def drift_checks(trigger: dict, params: dict) -> list[str]:
+    """Ids of the drift checks that requested this run: from retrain-request events, or ``drift_check_id`` in the
+    run's conf (the sensor path, ``clm_retrain_watch``)."""
+    from clm_lib.airflow.assets import RETRAIN_REQUEST
+
+    ids = [ev["check_id"] for ev in trigger.get("events", []) if ev.get("asset") == RETRAIN_REQUEST.name]
+    if params.get("drift_check_id"):
+        ids.append(str(params["drift_check_id"]))
+    return [i for i in dict.fromkeys(ids) if i]
 
 
 class ContinualTrainOperator(ClmBaseOperator):
@@ -39,21 +53,27 @@ class ContinualTrainOperator(ClmBaseOperator):
         self.force = force
 
     def execute(self, context: Any) -> str:
+        from clm_lib.drift.monitor import link_training_run
         from clm_lib.training.update import plan_update, run_update
 
         self.quiet_libraries()
+        trigger = describe_trigger(context)
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
-        plan = plan_update(self.cfg, force=force)
+        # A drift check's request is the policy's decision (volume included): it needs no second volume threshold.
+        plan = plan_update(self.cfg, force=force or bool(trigger.get("drift_checks")))
         self.log.info("update plan: %s", plan)
         if not plan.should_train:
             raise AirflowSkipException(plan.reason)
         run = run_update(
             self.cfg,
-            trigger={**describe_trigger(context), "plan": plan.reason},
+            trigger={**trigger, "plan": plan.reason},
             plan=plan,
             airflow_dag_id=context["dag"].dag_id,
             airflow_run_id=context["run_id"],
             actor=self.actor(context),
         )
+        for check_id in trigger.get("drift_checks", []):
+            linked = link_training_run(self.cfg, check_id, run.id)
+            self.log.info("drift check %s: %d triggering report(s) linked to %s", check_id, linked, run.id)
         self.log.info("training run %s: %s", run.id, run.metrics)
         return run.id

@@ -10,6 +10,7 @@ config whether it takes part in a run. The loop calls the hooks in this order::
         loss = outputs.loss + sum(extra_loss(...))     # add a penalty (EWC, distillation)
         after_step(ctx)
     after_training(ctx)
+    after_save(ctx, state_dir)                         # persist what the next update needs, with the adapter
 
 State that must survive a restart goes in ``state_dict``/``load_state_dict``; it is saved with each checkpoint.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
     from clm_lib.config import ClmConfig
@@ -54,6 +57,12 @@ class Strategy:
 
     def after_training(self, ctx: TrainContext) -> None:
         pass
+
+    def after_save(self, ctx: TrainContext, state_dir: Path) -> None:
+        """Write state the next update continues from into ``state_dir`` (``<adapter>/clm_strategies/<name>``).
+
+        It travels with the adapter (into MLflow too); the next update finds it under ``ctx.parent_adapter_dir``.
+        """
 
     def state_dict(self) -> dict[str, Any]:
         return {}

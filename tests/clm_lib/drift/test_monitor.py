@@ -104,3 +104,22 @@ def test_settings_default_to_the_config_file(db_cfg, reference, same):
     db_cfg.drift.volume.min_new_rows = 5
     decision = run_drift_check(db_cfg, reference=reference, current=same, new_rows=5, detectors=FAST)
     assert decision.retrain and [r.detector for r in decision.reasons] == ["volume"]
+
+
+def test_pending_requests_are_those_no_training_took_up(db_cfg, reference, new_vocabulary, same):
+    from clm_lib.db import session_scope as scope
+    from clm_lib.drift.monitor import pending_requests
+
+    quiet = run_drift_check(db_cfg, reference=reference, current=same, settings=DriftConfig(), detectors=FAST, now=NOW)
+    first = run_drift_check(db_cfg, reference=reference, current=new_vocabulary, settings=DriftConfig(),
+                            detectors=FAST, now=NOW + timedelta(minutes=1))
+    assert not quiet.retrain and first.retrain
+    pending = pending_requests(db_cfg, NOW - timedelta(hours=1))
+    assert [p["check_id"] for p in pending] == [first.check_id]
+    assert pending[0]["reasons"][0]["detector"] == "text_stats"
+    assert datetime.fromisoformat(pending[0]["created_at"]) == NOW + timedelta(minutes=1)
+    assert pending_requests(db_cfg, NOW + timedelta(minutes=1)) == []  # strictly newer than `since`
+    with scope(db_cfg.database_url) as s:
+        s.add(TrainingRun(id="run-1", status="succeeded", base_model="b", config_hash="h"))
+    link_training_run(db_cfg, first.check_id, "run-1")
+    assert pending_requests(db_cfg, NOW - timedelta(hours=1)) == []

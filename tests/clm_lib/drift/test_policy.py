@@ -76,3 +76,15 @@ def test_to_dict_is_json_safe():
     payload = decide([res], DriftConfig(), new_rows=3, now=NOW).to_dict()
     text = json.dumps(payload, allow_nan=False)
     assert '"statistic": null' in text and '"v": 1.5' in text
+
+
+def test_the_first_training_starts_on_the_initial_rows_even_with_volume_off():
+    settings = DriftConfig(volume={"enabled": False, "initial_rows": 300})
+    insufficient = [_res("embedding_mmd", None, Status.INSUFFICIENT)]
+    few = decide(insufficient, settings, new_rows=299, now=NOW, first_training=True)
+    assert not few.retrain and "initial-training threshold of 300" in few.results[-1].explanation
+    enough = decide(insufficient, settings, new_rows=300, now=NOW, first_training=True)
+    assert enough.retrain and [r.detector for r in enough.reasons] == ["volume"]
+    assert "no model trained yet" in enough.reasons[0].explanation
+    # Once a model exists the volume trigger's own switch and threshold apply again.
+    assert not decide(insufficient, settings, new_rows=5000, now=NOW).retrain
