@@ -19,8 +19,11 @@ from typing import TypeVar
 import click
 
 from clm_lib.config import ClmConfig, load_config
+from clm_lib.deploy import commands as deploy_cli
 from clm_lib.errors import ClmError
 from clm_lib.services import airflow_home, health, processes
+from clm_lib.serving import cli as serving_cli
+from clm_lib.training import train_cli
 
 T = TypeVar("T")
 PORT = click.IntRange(1, 65535)
@@ -104,9 +107,16 @@ def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str 
         lambda: airflow_home.ensure_admin_user(cfg, env, log),
         lambda c: f"{c.username} {'created' if c.created else 'kept'}",
     )
+    _step(
+        "role users",
+        lambda: airflow_home.ensure_role_users(cfg, env, log),
+        lambda cs: ", ".join(f"{c.username} {'created' if c.created else 'kept'}" for c in cs),
+    )
     click.echo(f"Ready in {time.monotonic() - t0:.1f} s. Start it with `clm up`, then open:")
     click.echo(f"  Airflow  {stack.airflow_url}  login: {creds.username} / {creds.password}")
     click.echo(f"           (kept in {airflow_home.credentials_path(cfg)}, mode 0600)")
+    others = ", ".join(f"{name} ({role})" for name, role in airflow_home.ROLE_USERS.items())
+    click.echo(f"           also {others}: passwords in {cfg.home}/<user>-credentials")
     click.echo(f"  MLflow   {stack.tracking_uri}")
 
 
@@ -249,6 +259,7 @@ def down(timeout: float) -> None:
     stack = processes.load_stack(cfg) or processes.plan_stack(cfg)
     t0 = time.monotonic()
     outcomes = processes.stop(cfg, stack.components(), timeout)
+    _stop_local_serving(cfg)
     processes.clear(cfg)
     if all(o.outcome == "not running" for o in outcomes.values()):
         click.echo("clm is not running")
@@ -257,6 +268,15 @@ def down(timeout: float) -> None:
         o = outcomes[comp.name]
         click.echo(f"  {comp.name:<14} {o.outcome}" + (f" ({o.seconds:.1f} s)" if o.outcome != "not running" else ""))
     click.echo(f"clm is down ({time.monotonic() - t0:.1f} s)")
+
+
+def _stop_local_serving(cfg: ClmConfig) -> None:
+    # The promotion DAG starts the serving slots and router detached, so they outlive its tasks: stop them too.
+    if cfg.serving.backend != "local" or not (cfg.home / "serving").is_dir():
+        return
+    from clm_lib.serving.backends.local import LocalBackend
+
+    LocalBackend(cfg).shutdown()
 
 
 @cli.command()
@@ -309,8 +329,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     """Run the demo: set up and start clm, then let Airflow learn a stream of product lines, one drop at a time."""
+    from clm_lib.demo.incident import run_incident
     from clm_lib.demo.steady import write_steady_drop
-    from clm_lib.demo.stream import write_demo_drops
+    from clm_lib.demo.stream import generate_task, write_demo_drops
+    from clm_lib.demo.traffic import Traffic
     from clm_lib.demo.walkthrough import already_ran, run_walkthrough
     from clm_lib.services.airflow_client import AirflowClient
 
@@ -332,7 +354,19 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
         files.append(write_steady_drop(cfg.home / "demo" / "drops", tasks, rows_per_drop // 2, 101, len(files) + 1))
         click.echo(f"\nDropping {len(files)} files into {cfg.landing_dir}, one at a time; Airflow does the rest.")
         client = AirflowClient(stack.airflow_url, creds[0], creds[1])
-        run_walkthrough(cfg, client, files, echo=click.echo)
+        # This process and the `clm rollback` it runs must see the registry the stack's tasks write to.
+        os.environ["MLFLOW_TRACKING_URI"] = stack.tracking_uri
+        cfg = get_config()
+        prompts = [r["prompt"] for t in tasks for r in generate_task(t, 50, seed=202)]
+        router = f"http://{cfg.serving.host}:{cfg.serving.router_port}"
+        with Traffic(router, cfg.registry.model_name, prompts, rate_per_s=2) as traffic:
+            run_walkthrough(cfg, client, files, echo=click.echo)
+            run_incident(cfg, client, echo=click.echo)
+        answered = ", ".join(f"{n} by {v}" for v, n in sorted(traffic.versions.items()))
+        click.echo(
+            f"\nClient traffic on {router} during the demo: {traffic.counts['ok']} answered ({answered}), "
+            f"{traffic.counts['failed']} failed."
+        )
         click.echo(f"\nDemo finished in {(time.monotonic() - t0) / 60:.1f} min.")
     click.echo(f"  UI       {stack.airflow_url}/plugin/clm-overview   login: {creds[0]} / {creds[1]}")
     click.echo(f"  MLflow   {stack.mlflow_url}")
@@ -360,7 +394,7 @@ def drift_check(as_json: bool) -> None:
     click.echo(f"check {decision.check_id}: {decision.summary}")
 
 
-BENCHMARKS = {"drift": "drift.py", "continual-quick": "continual_quick.py"}
+BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py"}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -377,6 +411,7 @@ def bench(name: str, args: tuple[str, ...]) -> None:
         raise ClmError(f"{path} is missing: benchmarks run from a clm source checkout")
     spec = importlib.util.spec_from_file_location(f"clm_bench_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     sys.exit(module.main(list(args)))
 
@@ -410,6 +445,18 @@ def env_cmd(as_json: bool) -> None:
     else:
         for key, value in chosen.items():
             click.echo(f"export {key}={shlex.quote(value)}")
+
+
+# Serving (clm_lib/serving/cli.py): clm serve, clm router, clm slots.
+for _command in (serving_cli.serve, serving_cli.router, serving_cli.slots):
+    cli.add_command(_command)
+
+# One continual update from files, in-process or under the deepspeed launcher (clm_lib/training/train_cli.py).
+cli.add_command(train_cli.train)
+
+# Promotion and rollback (clm_lib/deploy/commands.py): clm promote, clm rollback, clm deployments.
+for _command in (deploy_cli.promote_cmd, deploy_cli.rollback_cmd, deploy_cli.deployments_cmd):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -19,8 +19,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clm_lib.deploy.config import DeployConfig
 from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
+from clm_lib.serving.config import ServingConfig
+from clm_lib.training.adapter_config import AdaptersConfig
+from clm_lib.training.strategy_config import DistillationConfig, EwcConfig, FreezeConfig, ReplayConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "include" / "clm.yaml"
@@ -127,17 +131,6 @@ class LoraConfig(_Section):
     """Modules that get adapters (PEFT syntax)."""
 
 
-class ReplayConfig(_Section):
-    """Replay of past curated data, mixed into every update (Rolnick et al., 2019)."""
-
-    enabled: bool = True
-    """Turn replay off to get plain sequential fine-tuning."""
-    buffer_size: int = Field(default=2000, ge=0)
-    """Records kept in the Delta ``replay`` table (task-balanced reservoir)."""
-    mix_ratio: float = Field(default=0.5, ge=0.0, lt=1.0)
-    """Share of each training batch drawn from the replay buffer."""
-
-
 class TrainingConfig(_Section):
     """The continual training loop."""
 
@@ -157,10 +150,19 @@ class TrainingConfig(_Section):
     threads: int = Field(default=1, ge=1)
     """torch CPU threads. One by default: the demo model's matrices are too small to gain much from a second
     thread (~20 % per step on an idle 2-core machine), and when other processes share the cores, two spinning
-    OpenMP threads made steps up to 5x slower (measured; see bench/continual_quick.py)."""
+    OpenMP threads made steps up to 5x slower (measured in the forgetting pilot before bench/continual.py)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     lora: LoraConfig = LoraConfig()
     replay: ReplayConfig = ReplayConfig()
+    """Continual-learning strategies, each documented field by field in ``clm_lib/training/strategy_config.py``."""
+    ewc: EwcConfig = EwcConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    freeze: FreezeConfig = FreezeConfig()
+    adapters: AdaptersConfig = AdaptersConfig()
+    """Shared or per-task LoRA adapters and their router (documented in ``clm_lib/training/adapter_config.py``)."""
+    deepspeed: Path | None = None
+    """DeepSpeed config JSON to train under DeepSpeed (``include/deepspeed/zero{0,1,2}.json``; a relative path is
+    read from the clm source root); ``null`` trains with plain PyTorch. See ``clm_lib/training/deepspeed.py``."""
 
 
 class EvaluationConfig(_Section):
@@ -214,6 +216,10 @@ class ClmConfig(_Section):
     gate: GateConfig = GateConfig()
     drift: DriftConfig = DriftConfig()
     """Drift detectors and the retraining policy (documented field by field in ``clm_lib/drift/config.py``)."""
+    deploy: DeployConfig = DeployConfig()
+    """Canary / blue-green rollout, safety rules and rollback (documented in ``clm_lib/deploy/config.py``)."""
+    serving: ServingConfig = ServingConfig()
+    """Slot servers, the router and the serving backend (documented in ``clm_lib/serving/config.py``)."""
     server: ServerConfig = ServerConfig()
 
     @field_validator("data")

@@ -19,3 +19,15 @@ class TrainingError(ClmError):
 
 class RegistryError(ClmError):
     """MLflow refused or lacks what clm asked for."""
+
+
+class DeployError(ClmError):
+    """A promotion or rollback cannot be done as asked (no previous version, unknown version, ...)."""
+
+
+class DeployBusyError(DeployError):
+    """Another promotion or rollback holds the deploy lock; the message names it."""
+
+
+class ServingError(ClmError):
+    """A serving slot, the router or a serving backend failed or refused (the message names the slot)."""

@@ -1,8 +1,11 @@
 """clm's Airflow plugin: the "Continual learning" screens inside the Airflow 3.3 UI.
 
 The views are Flask-AppBuilder views (``appbuilder_views``), which the FAB provider serves under
-``/pluginsv2/``. Registered without a ``name`` they get no legacy FAB menu; the ``external_views`` entry
-below puts them in the React navigation instead, rendered in an iframe at ``/plugin/<url_route>``.
+``/pluginsv2/``. Registered without a ``name`` they get no legacy FAB menu; the ``external_views`` entries
+below put them in the React navigation instead, rendered in an iframe at ``/plugin/<url_route>``.
+``nav_top_level``: Airflow 3.3's sidebar folds two or more plugin entries into a "Plugins" menu; clm's pages
+are its main screens, so each keeps its own sidebar button.
+The REST API (``clm_api``, a ``fastapi_apps`` entry) answers at ``/clm/api/``.
 """
 
 from __future__ import annotations
@@ -23,21 +26,48 @@ class ClmPlugin(AirflowPlugin):
             "href": f"/pluginsv2{ROUTE_BASE}/",
             "url_route": "clm-overview",
             "destination": "nav",
+            "nav_top_level": True,
             "icon": f"/pluginsv2{ROUTE_BASE}/static/icon.svg",
-        }
+        },
+        {
+            "name": "Drift",
+            "category": CATEGORY,
+            "href": f"/pluginsv2{ROUTE_BASE}/drift",
+            "url_route": "clm-drift",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": f"/pluginsv2{ROUTE_BASE}/static/drift.svg",
+        },
+        {
+            "name": "Serving",
+            "category": CATEGORY,
+            "href": f"/pluginsv2{ROUTE_BASE}/serving",
+            "url_route": "clm-serving",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": f"/pluginsv2{ROUTE_BASE}/static/serving.svg",
+        },
     ]
 
     # Every task loads every plugin (task_runner.get_template_context integrates plugin macros), and only
-    # the api-server reads these two. Importing Flask-AppBuilder and the auth manager's API at module level
+    # the api-server reads these. Importing Flask-AppBuilder and the auth manager's API at module level
     # would add ~3 s to each task on a small machine, so they are imported on first read instead.
     @cached_property
     def appbuilder_views(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        from clm_ui.views import OverviewView
+        from clm_ui.views import DriftView, OverviewView, ServingView
 
-        return [{"view": OverviewView()}]
+        return [{"view": OverviewView()}, {"view": DriftView()}, {"view": ServingView()}]
 
     @cached_property
     def flask_blueprints(self) -> list[Any]:  # type: ignore[override]
         from clm_ui.views import static_blueprint
 
         return [static_blueprint]
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        # Mounted by the api-server without auth: every route of clm_api depends on Airflow's security.
+        from clm_api import URL_PREFIX
+        from clm_api.app import create_app
+
+        return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "clm API"}]

@@ -119,3 +119,32 @@ def tiny_cfg(tmp_path: Path, tiny_base: Path):
     from clm_lib.config import load_config
 
     return load_config(TINY, environ={"CLM_HOME": str(tmp_path / "home"), "CLM__MODEL__BASE_PATH": str(tiny_base)})
+
+
+@pytest.fixture
+def register_version():
+    """``register_version(cfg, scores=None, *, challenger=True) -> version``: a registered model version with its
+    evaluation in clm's DB, as training + evaluation + registration leave it, but without an artifact (for code
+    that moves aliases and gates, never loads the model)."""
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import Evaluation, TrainingRun
+    from clm_lib.registry.mlflow_registry import CHALLENGER, client, move_alias
+
+    def register(cfg, scores: dict[str, float] | None = None, *, challenger: bool = True) -> str:
+        scores = scores or {"routers": 90.0}
+        c = client(cfg)
+        name = cfg.registry.model_name
+        if not c.search_registered_models(filter_string=f"name='{name}'"):
+            c.create_registered_model(name)
+        version = str(c.create_model_version(name, source="file:///nowhere").version)
+        with session_scope(cfg.database_url) as s:
+            s.add(TrainingRun(id=f"run-{version}", status="succeeded", base_model="b", config_hash="h",
+                              model_version=version, tasks=list(scores)))  # fmt: skip
+            s.flush()
+            s.add(Evaluation(training_run_id=f"run-{version}", model_version=version, tasks=list(scores),
+                             scores=scores, matrix=[list(scores.values())], average_accuracy=90.0))  # fmt: skip
+            if challenger:
+                move_alias(cfg, s, CHALLENGER, version, actor="test", reason="candidate")
+        return version
+
+    return register

@@ -184,3 +184,68 @@ class DriftReport(Base):
     training_run_id: Mapped[str | None] = mapped_column(ForeignKey("training_runs.id"), nullable=True, index=True)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Deployment(Base):
+    """One promotion (gate → deploy → traffic steps → aliases) or one rollback, from start to outcome.
+
+    Its ``events`` say what happened at each step; ``status`` is where it stands now. A promotion is active
+    (``pending``, ``deploying``, ``deployed``, ``canary``, ``baked``) until it ends as ``promoted``,
+    ``gate_failed``, ``failed``, ``rolled_back`` (a safety rule breached), ``aborted`` (a manual rollback) or
+    ``superseded`` (gated, never deployed, replaced by a newer promotion); a rollback ends as ``completed``.
+    """
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # promotion | rollback
+    model_name: Mapped[str] = mapped_column(String(250))
+    version: Mapped[str] = mapped_column(String(32), index=True)
+    """The version this deployment brings to traffic (the candidate, or the rollback target)."""
+    from_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The champion when it started."""
+    strategy: Mapped[str] = mapped_column(String(16))  # canary | blue_green | alias | rollback
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    slot: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The serving slot that receives ``version``."""
+    stable_slot: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The slot serving ``from_version`` while this deployment runs (None: nothing served yet)."""
+    actor: Mapped[str] = mapped_column(String(250))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    """Why it ended as it did, in one sentence (the breached rule of a rollback, the error of a failure)."""
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeploymentEvent(Base):
+    """One step of a deployment: gate, deploy, smoke test, traffic weights, bake verdict, alias move, rollback."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    step: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # ok | failed | breach | info
+    message: Mapped[str] = mapped_column(Text, default="")
+    weights: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    """Traffic split after this step, when it changed or was checked."""
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Live metrics, golden-set scores and rule verdicts behind a bake verdict."""
+
+
+class DeployLock(Base):
+    """Serializes promotions and rollbacks: a row per lock name, held while ``holder`` is set and unexpired.
+
+    Taken with one conditional UPDATE (``holder IS NULL OR expires_at < now``), which is atomic on SQLite
+    (one writer at a time) and on PostgreSQL (the losing UPDATE re-checks the row after the winner commits).
+    """
+
+    __tablename__ = "deploy_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    acquired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)

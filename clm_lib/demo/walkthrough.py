@@ -93,14 +93,25 @@ def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> Upd
         if ev:
             row.average_accuracy, row.backward_transfer = ev.average_accuracy, ev.backward_transfer
         if run.model_version:
-            gate = s.scalars(select(GateDecision).where(GateDecision.model_version == run.model_version)).first()
-            if gate:
-                row.gate = (
-                    "promoted -> champion"
-                    if gate.passed
-                    else "rejected: " + "; ".join(r for r in gate.reasons if "REGRESSED" in r or "TOO LOW" in r)
-                )
+            row.gate = promotion_cell(s, run.model_version)
     return row
+
+
+def promotion_cell(session, version: str) -> str:
+    """How far ``version`` got: rejected by the gate, promoted through serving, or rolled back (and why)."""
+    from clm_lib.deploy.history import latest_promotion
+
+    gate = session.scalars(
+        select(GateDecision).where(GateDecision.model_version == version).order_by(GateDecision.id.desc())
+    ).first()
+    if gate is not None and not gate.passed:
+        return "rejected: " + "; ".join(r for r in gate.reasons if "REGRESSED" in r or "TOO LOW" in r)
+    deployment = latest_promotion(session, version)
+    if deployment is None:
+        return "promoted -> champion" if gate is not None else "-"
+    if deployment.status == "promoted":
+        return f"promoted -> champion ({deployment.strategy})"
+    return f"{deployment.status.replace('_', ' ')}: {deployment.outcome}"
 
 
 def already_ran(cfg: ClmConfig) -> bool:
@@ -159,7 +170,8 @@ def run_walkthrough(
                 promotion = client.wait_for_new_run("clm_promotion", known_promotion, timeout=60)
                 if promotion is None:
                     raise ClmError("clm_promotion did not start after a candidate was registered")
-                client.wait_for_run("clm_promotion", promotion["dag_run_id"], timeout=180)
+                # A promotion that a safety rule rolled back ends failed: the table says why, the demo goes on.
+                client.wait_for_run("clm_promotion", promotion["dag_run_id"], timeout=600)
         row = _outcome(cfg, UpdateRow(drop.name, 0, 0, 0, drift=_drift_verdict(cfg)), training_id)
         row.seconds = time.monotonic() - started
         rows.append(row)

@@ -1,7 +1,9 @@
-"""Promote a candidate: run the gate against the champion, and move ``champion`` only if it passes.
+"""The gate and the alias moves of a promotion.
 
-The decision, its reasons and any alias move are written in one transaction, so the audit log,
-the gate table and MLflow's aliases never disagree about why a version serves.
+:func:`gate` compares a candidate's evaluation with the champion's and records the decision;
+:func:`move_champion` points ``champion`` at a version and ``previous`` at the one it replaces (what a
+rollback returns to). :func:`promote` is both in one transaction, with no serving involved: the ``alias``
+strategy. With serving, :mod:`clm_lib.deploy.rollout` runs the gate, then traffic steps, then the move.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, GateDecision
 from clm_lib.errors import RegistryError
-from clm_lib.evaluation.gate import decide
+from clm_lib.evaluation.gate import GateResult, decide
 from clm_lib.registry.mlflow_registry import CHALLENGER, CHAMPION, alias_version, client, move_alias
 
 log = logging.getLogger(__name__)
@@ -42,36 +44,59 @@ def _scores(session, version: str | None) -> dict[str, float] | None:
     return dict(ev.scores) if ev else None
 
 
+PREVIOUS = "previous"
+"""The champion before the current one: where a rollback goes by default."""
+
+
+def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateResult:
+    """Gate ``version`` against ``champion``; record the decision (clm's DB and an MLflow tag)."""
+    candidate_scores = _scores(session, version)
+    if candidate_scores is None:
+        raise RegistryError(f"version {version} has no evaluation in clm's database; it cannot be gated")
+    result = decide(candidate_scores, _scores(session, champion), cfg.gate)
+    session.add(
+        GateDecision(
+            model_name=cfg.registry.model_name,
+            model_version=version,
+            champion_version=champion,
+            passed=result.passed,
+            reasons=result.reasons,
+        )
+    )
+    client(cfg).set_model_version_tag(
+        cfg.registry.model_name, version, "clm.gate", "passed" if result.passed else "failed"
+    )
+    log.info("gate for %s vs %s: %s", version, champion, "passed" if result.passed else "failed")
+    return result
+
+
+def move_champion(cfg: ClmConfig, session, version: str, *, actor: str | None, reason: str) -> str | None:
+    """Point ``champion`` at ``version`` and ``previous`` at the champion it replaces; returns that one."""
+    before = alias_version(cfg, CHAMPION)
+    if before == version:
+        return before
+    if before is not None:
+        move_alias(cfg, session, PREVIOUS, before, actor=actor, reason=f"replaced by {version}: {reason}")
+    move_alias(cfg, session, CHAMPION, version, actor=actor, reason=reason)
+    if alias_version(cfg, CHALLENGER) == version:
+        move_alias(cfg, session, CHALLENGER, None, actor=actor, reason=f"{version} promoted")
+    return before
+
+
 def promote(cfg: ClmConfig, version: str | None = None, *, actor: str | None = None) -> PromotionResult:
-    """Gate ``version`` (default: the challenger) against the champion and promote it if it passes."""
+    """Gate ``version`` (default: the challenger) against the champion and move the aliases if it passes."""
     version = version or alias_version(cfg, CHALLENGER)
     if version is None:
         raise RegistryError(f"no candidate to promote: {cfg.registry.model_name} has no challenger")
     champion = alias_version(cfg, CHAMPION)
     with session_scope(cfg.database_url) as s:
-        candidate_scores = _scores(s, version)
-        if candidate_scores is None:
+        if _scores(s, version) is None:
             raise RegistryError(f"version {version} has no evaluation in clm's database; it cannot be gated")
         if champion == version:
             return PromotionResult(version, champion, champion, True, ["already champion"])
-        result = decide(candidate_scores, _scores(s, champion), cfg.gate)
-        s.add(
-            GateDecision(
-                model_name=cfg.registry.model_name,
-                model_version=version,
-                champion_version=champion,
-                passed=result.passed,
-                reasons=result.reasons,
-            )
-        )
-        client(cfg).set_model_version_tag(
-            cfg.registry.model_name, version, "clm.gate", "passed" if result.passed else "failed"
-        )
+        result = gate(cfg, s, version, champion)
         after = champion
         if result.passed:
-            why = f"gate passed against {champion or 'no champion'}"
-            move_alias(cfg, s, CHAMPION, version, actor=actor, reason=why)
-            move_alias(cfg, s, CHALLENGER, None, actor=actor, reason=f"{version} promoted")
+            move_champion(cfg, s, version, actor=actor, reason=f"gate passed against {champion or 'no champion'}")
             after = version
-    log.info("gate for %s vs %s: %s", version, champion, "passed" if result.passed else "failed")
     return PromotionResult(version, champion, after, result.passed, result.reasons)

@@ -9,6 +9,10 @@ reference prefixes. One batched forward pass per example therefore gives the sam
 verdict is on tokens, so a greedy output that spells the reference with other tokens counts as wrong (stricter,
 never more lenient); and floating-point differences between a padded batch and step-by-step decoding could flip an
 exact tie between two logits, which does not happen in practice.
+
+A model with per-task adapters (``clm_lib.modeling.task_adapters``) answers each prompt with its task's adapter, all
+in one mixed batch. Scoring routes with the learned router by default, as serving does (no task id at inference),
+so a routing mistake costs accuracy; ``route_by_task=True`` uses each record's task instead.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
+from clm_lib.modeling.task_adapters import routing_of
 from clm_lib.training.data import IGNORE_INDEX, check_table, collate, encode_prompts, encode_table, special_ids
 from clm_lib.training.formatting import parse_response
 
@@ -62,12 +67,32 @@ class ExampleScore:
     """Summed cross-entropy over the response tokens."""
 
 
+def _adapter_names(model, prompts: Sequence[str], tasks: Sequence[str | None] | None) -> list[str] | None:
+    """Per prompt, the adapter that answers it (``None`` for a model with a single adapter)."""
+    routing = routing_of(model)
+    return routing.assign(prompts, tasks) if routing is not None else None
+
+
+def _routed(names: list[str] | None, rows: Sequence[int]) -> dict[str, list[str]]:
+    return {"adapter_names": [names[i] for i in rows]} if names is not None else {}
+
+
 @torch.inference_mode()
 def score_examples(
-    model, tokenizer, records: pa.Table, *, batch_size: int, max_length: int | None = None
+    model,
+    tokenizer,
+    records: pa.Table,
+    *,
+    batch_size: int,
+    max_length: int | None = None,
+    route_by_task: bool = False,
 ) -> list[ExampleScore]:
     """Score every row of ``records`` (columns ``id, task, prompt, response``) in teacher-forced forward passes."""
-    examples = encode_table(tokenizer, check_table(records, "eval_data"), _max_length(model, max_length), "eval")
+    records = check_table(records, "eval_data")
+    examples = encode_table(tokenizer, records, _max_length(model, max_length), "eval")
+    names = _adapter_names(
+        model, records.column("prompt").to_pylist(), records.column("task").to_pylist() if route_by_task else None
+    )
     pad = special_ids(tokenizer)[2]
     device = next(model.parameters()).device
     was_training = model.training
@@ -78,7 +103,9 @@ def score_examples(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         inputs = collate([examples[i] for i in rows], pad, device)
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1]
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **_routed(names, rows)
+        ).logits[:, :-1]
         target = inputs["labels"][:, 1:]
         scored = target != IGNORE_INDEX
         hits = ((logits.argmax(-1) == target) & scored).sum(1).tolist()
@@ -99,6 +126,7 @@ def score_tasks(
     max_examples_per_task: int,
     batch_size: int,
     max_length: int | None = None,
+    route_by_task: bool = False,
 ) -> dict[str, TaskScore]:
     """Task -> :class:`TaskScore` on a stable subset of ``eval_data`` (columns ``id, task, prompt, response``).
 
@@ -106,7 +134,10 @@ def score_tasks(
     """
     subset = eval_subset(check_table(eval_data, "eval_data"), max_examples_per_task)
     by_task: dict[str, list[ExampleScore]] = {}
-    for s in score_examples(model, tokenizer, subset, batch_size=batch_size, max_length=max_length):
+    scored = score_examples(
+        model, tokenizer, subset, batch_size=batch_size, max_length=max_length, route_by_task=route_by_task
+    )
+    for s in scored:
         by_task.setdefault(s.task, []).append(s)
     out = {}
     for task, scores in sorted(by_task.items()):
@@ -129,9 +160,15 @@ def generate(
     *,
     batch_size: int = 32,
     max_length: int | None = None,
+    tasks: Sequence[str | None] | None = None,
 ) -> list[str]:
-    """Greedy answers to raw requests (the prompt template is applied here), one string per prompt."""
+    """Greedy answers to raw requests (the prompt template is applied here), one string per prompt.
+
+    ``tasks`` (optional, one per prompt, ``None`` for unknown) picks per-task adapters by task id; prompts without
+    a known task are routed by the learned router. A model with a single adapter ignores it.
+    """
     bos, eos, pad = special_ids(tokenizer)
+    names = _adapter_names(model, prompts, tasks)
     device = next(model.parameters()).device
     budget = max(1, _max_length(model, max_length) - max_new_tokens)
     was_training = model.training
@@ -151,6 +188,7 @@ def generate(
             pad_token_id=pad,
             eos_token_id=eos,
             bos_token_id=bos,
+            **_routed(names, range(start, start + len(encoded))),
         )
         for row in out[:, width:].tolist():
             if eos in row:

@@ -10,6 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.task_adapters import load_task_adapters, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def load_model(
 
     The tokenizer is read from the adapter folder when it holds one (clm saves it there, so an adapter is
     self-describing), else from the base folder. Nothing is fetched from a hub. The model is in eval mode
-    unless ``is_trainable``.
+    unless ``is_trainable``. A per-task adapter folder (``clm_lib.modeling.task_adapters``) loads every task's
+    adapter, with the routing that sends each prompt to its own.
     """
     base_dir = Path(base_dir)
     device = torch.device(device)
@@ -50,7 +52,9 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"cannot load the model at {base_dir}: {exc}") from None
-    if adapter_dir is not None:
+    if adapter_dir is not None and read_manifest(adapter_dir) is not None:
+        model = load_task_adapters(model, adapter_dir, is_trainable=is_trainable)
+    elif adapter_dir is not None:
         adapter_dir = Path(adapter_dir)
         if not (adapter_dir / "adapter_config.json").exists():
             raise TrainingError(f"no LoRA adapter at {adapter_dir} (adapter_config.json missing)")

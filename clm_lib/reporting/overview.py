@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, GateDecision, IngestionBatch, TrainingRun
 from clm_lib.evaluation.matrix import AccuracyMatrix
+from clm_lib.reporting.stores import first_line as _first_line
+from clm_lib.reporting.stores import missing_sqlite as _missing_sqlite
+from clm_lib.reporting.stores import redact_url
+from clm_lib.reporting.stores import utc as _utc
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class Overview:
 
 def build_overview(cfg: ClmConfig, *, max_candidates: int = 20, max_audit: int = 15) -> Overview:
     """Read clm's database and MLflow into an :class:`Overview`. Never raises for a missing or dead store."""
-    registry = _registry_state(cfg)
+    registry = registry_state(cfg)
     candidates: list[Candidate] = []
     matrix: LatestMatrix | None = None
     ingestion = Ingestion(None, 0, 0, 0)
@@ -356,7 +357,9 @@ def _audit_line(entry) -> AuditLine:
 # --- MLflow ----------------------------------------------------------------------------------------
 
 
-def _registry_state(cfg: ClmConfig) -> RegistryState:
+def registry_state(cfg: ClmConfig) -> RegistryState:
+    """MLflow's view of the model: its aliases, champion and challenger. Bounded and tolerant (also used by the
+    serving screen): a missing store, an empty registry or a dead server is a state, not an exception."""
     uri = cfg.tracking_uri
     shown = redact_url(uri)
     name = cfg.registry.model_name
@@ -451,36 +454,3 @@ def _bounded_mlflow_http() -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
-
-
-# --- small helpers --------------------------------------------------------------------------------
-
-
-def _missing_sqlite(url: str) -> str | None:
-    """The path of a SQLite database URL whose file does not exist yet, else None."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else str(path)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, fit to show on a page."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
-
-
-def _first_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns; clm writes UTC.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -23,6 +23,9 @@ from clm_lib.errors import ClmError
 
 TEMPLATE = REPO_ROOT / "airflow.cfg.template"
 ADMIN_USERNAME = "admin"
+ROLE_USERS = {"operator": "Op", "viewer": "Viewer"}
+"""Logins besides the admin, with FAB roles: ``operator`` may trigger DAGs (promote, roll back) but not administer
+users; ``viewer`` only reads. Each gets a generated password in ``$CLM_HOME/<name>-credentials``."""
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
@@ -41,9 +44,9 @@ def airflow_home(cfg: ClmConfig) -> Path:
     return cfg.home / "airflow"
 
 
-def credentials_path(cfg: ClmConfig) -> Path:
-    """File holding the admin login (0600)."""
-    return cfg.home / "admin-credentials"
+def credentials_path(cfg: ClmConfig, username: str = ADMIN_USERNAME) -> Path:
+    """File holding a login created by ``clm init`` (0600); the admin's by default."""
+    return cfg.home / f"{username}-credentials"
 
 
 def config_path(cfg: ClmConfig) -> Path:
@@ -204,9 +207,9 @@ def migrate_airflow_db(cfg: ClmConfig, env: dict[str, str], log: Path) -> None:
     run_airflow(["db", "migrate"], env, log)
 
 
-def read_credentials(cfg: ClmConfig) -> tuple[str, str] | None:
-    """(username, password) from ``$CLM_HOME/admin-credentials``, or None if the file does not exist."""
-    path = credentials_path(cfg)
+def read_credentials(cfg: ClmConfig, username: str = ADMIN_USERNAME) -> tuple[str, str] | None:
+    """(username, password) from ``$CLM_HOME/<username>-credentials``, or None if the file does not exist."""
+    path = credentials_path(cfg, username)
     if not path.exists():
         return None
     fields = dict(
@@ -218,22 +221,33 @@ def read_credentials(cfg: ClmConfig) -> tuple[str, str] | None:
 
 
 def ensure_admin_user(cfg: ClmConfig, env: dict[str, str], log: Path) -> AdminCredentials:
-    """Create the FAB ``Admin`` user with a generated password kept in ``admin-credentials``; keep an existing one.
+    """Create the FAB ``Admin`` user with a generated password kept in ``admin-credentials``; keep an existing one."""
+    return ensure_user(cfg, env, log, ADMIN_USERNAME, "Admin")
+
+
+def ensure_role_users(cfg: ClmConfig, env: dict[str, str], log: Path) -> list[AdminCredentials]:
+    """Create the :data:`ROLE_USERS` logins (operator, viewer) as :func:`ensure_user` does."""
+    return [ensure_user(cfg, env, log, name, role) for name, role in ROLE_USERS.items()]
+
+
+def ensure_user(cfg: ClmConfig, env: dict[str, str], log: Path, name: str, role: str) -> AdminCredentials:
+    """Create the FAB user ``name`` with ``role`` and a generated password kept in ``<name>-credentials``; keep an
+    existing one.
 
     If the user exists but the credentials file was lost, the user's password is reset to a new one, so the file
     always holds a working login.
     """
-    known = read_credentials(cfg)
-    username, password = known or (ADMIN_USERNAME, secrets.token_urlsafe(18))
-    create = ["users", "create", "--username", username, "--role", "Admin",
-              "--firstname", "clm", "--lastname", "admin", "--email", f"{username}@localhost"]
+    known = read_credentials(cfg, name)
+    username, password = known or (name, secrets.token_urlsafe(18))
+    create = ["users", "create", "--username", username, "--role", role,
+              "--firstname", "clm", "--lastname", role.lower(), "--email", f"{username}@localhost"]
     output = run_airflow(create, env, log, stdin=f"{password}\n{password}\n")
     created = "already exists" not in output
     if not created and known is None:
         run_airflow(["users", "reset-password", "--username", username], env, log, stdin=f"{password}\n{password}\n")
     if known is None:
         _write_private(
-            credentials_path(cfg),
-            f"# Airflow UI / API login created by `clm init`\nusername={username}\npassword={password}\n",
+            credentials_path(cfg, name),
+            f"# Airflow UI / API login ({role} role) created by `clm init`\nusername={username}\npassword={password}\n",
         )
     return AdminCredentials(username=username, password=password, created=created)

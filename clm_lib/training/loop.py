@@ -4,6 +4,12 @@ Continual-learning behaviour lives in strategies (``clm_lib.training.strategies`
 (adapter, optimizer, scheduler, step, RNG, sampler and strategy state) is written every
 ``training.checkpoint_every`` steps and after the last one; :func:`train_loop` resumes from the newest one, so
 a retried Airflow task continues where the killed one stopped, and one that already finished trains no more.
+Everything a step draws is restored with it, so a resumed run ends with the same weights as one never stopped.
+
+Two things change how a step runs, not what it computes: per-task adapters (``ctx.adapters``) send each task's
+share of the batch through its own adapter, one forward pass per task, one backward pass over their sum; and
+DeepSpeed (``ctx.deepspeed``, see ``clm_lib.training.deepspeed_engine``) does backward, clipping and the optimizer
+step through its engine, each rank training its share of the batch.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from peft import set_peft_model_state_dict
@@ -26,10 +32,15 @@ from clm_lib.errors import TrainingError
 from clm_lib.training.data import Batch, EpochSampler, Example, collate
 from clm_lib.training.strategies import Strategy
 
+if TYPE_CHECKING:
+    from clm_lib.training.adapters import TaskAdapters
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
+DEEPSPEED_STATE_DIR = "deepspeed"
+"""Sub-folder of a checkpoint with the DeepSpeed engine's own state (its optimizer partitions)."""
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 STRATEGY_STATE_DIR = "clm_strategies"
 """Sub-folder of a saved adapter where strategies keep what the next update needs (EWC's Fisher, a router...)."""
@@ -61,6 +72,18 @@ class TrainContext:
     parent_adapter_dir: Path | None = None
     """The adapter this update continues (the champion's), or ``None`` for a fresh one. Strategies read the state
     they persisted with it from ``parent_adapter_dir / STRATEGY_STATE_DIR / <name>``."""
+    adapters: TaskAdapters | None = None
+    """Per-task adapters (``training.adapters.mode: per_task``), or ``None``: one adapter shared by every task."""
+    active_task: str | None = None
+    """With per-task adapters, the task whose examples are going through the model now (for ``extra_loss``)."""
+    deepspeed: dict[str, Any] | None = None
+    """The DeepSpeed config to train under (``training.deepspeed``, resolved), or ``None`` for plain PyTorch."""
+    engine: Any = None
+    """The DeepSpeed engine once the loop started under DeepSpeed."""
+    rank: int = 0
+    world_size: int = 1
+    resumed_from: int | None = None
+    """The step of the checkpoint this run resumed from, if it did."""
 
     @property
     def max_steps(self) -> int:
@@ -95,10 +118,16 @@ def train_loop(
     ctx.model.train()
     for s in strategies:
         s.before_training(ctx)
+    if ctx.deepspeed is not None and ctx.engine is None:
+        # After before_training: a strategy may still change what the optimizer holds (freezing does).
+        from clm_lib.training.deepspeed_engine import wrap
+
+        wrap(ctx, ctx.deepspeed)
     if checkpoint_dir is not None:
         latest = latest_checkpoint(checkpoint_dir)
         if latest is not None:
             load_checkpoint(ctx, strategies, latest, fingerprint)
+            ctx.resumed_from = ctx.step
             log.info("resumed from %s at step %d of %d", latest, ctx.step, ctx.max_steps)
     while ctx.step < ctx.max_steps:
         loss = _step(ctx, strategies)
@@ -122,24 +151,42 @@ def _step(ctx: TrainContext, strategies: list[Strategy]) -> float:
     batch = Batch(examples=[new[i] for i in ctx.sampler.take(ctx.training.batch_size)])
     for s in strategies:
         batch = s.before_batch(ctx, batch) or batch
-    batch.inputs = collate(batch.examples, ctx.pad_id, ctx.device)
-    outputs = ctx.model(**batch.inputs)
-    loss = outputs.loss
-    for s in strategies:
-        extra = s.extra_loss(ctx, batch, outputs)
-        if extra is not None:
-            loss = loss + extra
-    if not math.isfinite(loss.item()):
-        raise TrainingError(f"training diverged at step {ctx.step + 1}: loss is {loss.item()}; lower the learning rate")
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in ctx.model.parameters() if p.requires_grad], ctx.training.max_grad_norm)
-    ctx.optimizer.step()
-    ctx.scheduler.step()
-    ctx.optimizer.zero_grad(set_to_none=True)
+    # Every rank draws the same batch (same seed, same state) and trains its own share; DeepSpeed averages them.
+    mine = Batch(examples=batch.examples[ctx.rank :: ctx.world_size])
+    parts = ctx.adapters.parts(mine) if ctx.adapters is not None else [(None, mine)]
+    forward = ctx.engine if ctx.engine is not None else ctx.model
+    loss = None
+    for task, part in parts:
+        ctx.active_task = task
+        if task is not None:
+            ctx.adapters.activate(ctx.model, task)
+        part.inputs = collate(part.examples, ctx.pad_id, ctx.device)
+        outputs = forward(**part.inputs)
+        part_loss = outputs.loss
+        for s in strategies:
+            extra = s.extra_loss(ctx, part, outputs)
+            if extra is not None:
+                part_loss = part_loss + extra
+        part_loss = part_loss * (len(part.examples) / len(mine.examples)) if len(parts) > 1 else part_loss
+        loss = part_loss if loss is None else loss + part_loss
+    ctx.active_task = None
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged at step {ctx.step + 1}: loss is {value}; lower the learning rate")
+    if ctx.engine is not None:
+        ctx.engine.backward(loss)
+        ctx.engine.step()  # clips to gradient_clipping, steps optimizer and scheduler, zeroes gradients
+    else:
+        loss.backward()
+        params = [p for group in ctx.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, ctx.training.max_grad_norm)
+        ctx.optimizer.step()
+        ctx.scheduler.step()
+        ctx.optimizer.zero_grad(set_to_none=True)
     for source in ctx.seen:
         ctx.seen[source] += batch.count(source)
-    ctx.tokens_seen += int(batch.inputs["attention_mask"].sum())
-    return loss.item()
+    ctx.tokens_seen += sum(len(ex.input_ids) for ex in batch.examples)
+    return value
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
@@ -153,32 +200,51 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), default=None)
 
 
+def _weights_file(checkpoint: Path, adapter: str) -> Path:
+    # PEFT's save_pretrained layout: the adapter called "default" at the top, any other in a folder of its name.
+    return (checkpoint if adapter == "default" else checkpoint / adapter) / ADAPTER_WEIGHTS
+
+
 def save_checkpoint(ctx: TrainContext, strategies: list[Strategy], checkpoint_dir: Path, fingerprint: str) -> Path:
-    """Write ``step-NNNNNN`` atomically (to a temporary name, then renamed) and drop older checkpoints."""
+    """Write ``step-NNNNNN`` atomically (to a temporary name, then renamed) and drop older checkpoints.
+
+    Under DeepSpeed every rank writes its share of the engine's state; rank 0 writes the rest and renames.
+    """
+    from clm_lib.training.deepspeed_engine import barrier
+
     final = checkpoint_dir / f"{CHECKPOINT_PREFIX}{ctx.step:06d}"
     tmp = checkpoint_dir / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    ctx.model.save_pretrained(str(tmp))
-    state = {
-        "step": ctx.step,
-        "fingerprint": fingerprint,
-        "optimizer": ctx.optimizer.state_dict(),
-        "scheduler": ctx.scheduler.state_dict(),
-        "sampler": ctx.sampler.state_dict() if ctx.sampler else {},
-        "strategies": {s.name: s.state_dict() for s in strategies},
-        "seen": dict(ctx.seen),
-        "tokens_seen": ctx.tokens_seen,
-        "losses": list(ctx.losses),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    torch.save(state, tmp / STATE_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    if ctx.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(ctx)
+    if ctx.engine is not None:
+        ctx.engine.save_checkpoint(
+            str(tmp / DEEPSPEED_STATE_DIR), tag="state", save_latest=False, exclude_frozen_parameters=True
+        )
+    if ctx.rank == 0:
+        ctx.model.save_pretrained(str(tmp))
+        state = {
+            "step": ctx.step,
+            "fingerprint": fingerprint,
+            # The engine keeps optimizer and scheduler state in its own files (partitioned under ZeRO).
+            "optimizer": ctx.optimizer.state_dict() if ctx.engine is None else {},
+            "scheduler": ctx.scheduler.state_dict() if ctx.engine is None else {},
+            "sampler": ctx.sampler.state_dict() if ctx.sampler else {},
+            "strategies": {s.name: s.state_dict() for s in strategies},
+            "seen": dict(ctx.seen),
+            "tokens_seen": ctx.tokens_seen,
+            "losses": list(ctx.losses),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        torch.save(state, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    barrier(ctx)
     return final
 
 
@@ -190,9 +256,16 @@ def load_checkpoint(ctx: TrainContext, strategies: list[Strategy], path: Path, f
             f"checkpoint {path} belongs to a run with other data or settings; "
             f"delete {path.parent} or train into a new output folder"
         )
-    set_peft_model_state_dict(ctx.model, load_file(str(path / ADAPTER_WEIGHTS), device=str(ctx.device)))
-    ctx.optimizer.load_state_dict(state["optimizer"])
-    ctx.scheduler.load_state_dict(state["scheduler"])
+    for adapter in getattr(ctx.model, "peft_config", {"default": None}):
+        weights = load_file(str(_weights_file(path, adapter)), device=str(ctx.device))
+        set_peft_model_state_dict(ctx.model, weights, adapter_name=adapter)
+    if ctx.engine is not None:
+        if not (path / DEEPSPEED_STATE_DIR).is_dir():
+            raise TrainingError(f"checkpoint {path} was not written under DeepSpeed; train into a new output folder")
+        ctx.engine.load_checkpoint(str(path / DEEPSPEED_STATE_DIR), tag="state", load_module_strict=False)
+    else:
+        ctx.optimizer.load_state_dict(state["optimizer"])
+        ctx.scheduler.load_state_dict(state["scheduler"])
     if ctx.sampler is not None and state["sampler"]:
         ctx.sampler.load_state_dict(state["sampler"])
     for s in strategies:

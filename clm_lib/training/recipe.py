@@ -6,6 +6,7 @@ learning along its lineage) and starts a fresh adapter otherwise. Everything it 
 ``output_dir``::
 
     adapter/             the adapter (save_pretrained) + tokenizer: load with clm_lib.modeling.load_model
+                         (with ``training.adapters.mode: per_task``: one adapter per task and the router)
     train_summary.json   what was trained on, how, and how it went
     checkpoints/         the newest resumable checkpoint (a retried task resumes from it)
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 import peft
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 import transformers
 from peft import LoraConfig as PeftLoraConfig
@@ -34,6 +36,8 @@ from clm_lib.config import ClmConfig
 from clm_lib.errors import TrainingError
 from clm_lib.modeling.build import ensure_base_model
 from clm_lib.modeling.load import load_model, resolve_device
+from clm_lib.modeling.task_adapters import MANIFEST
+from clm_lib.training.adapters import TaskAdapters, fit_router, save_task_adapters, setup_task_adapters
 from clm_lib.training.data import check_table, encode_table, special_ids
 from clm_lib.training.loop import STRATEGY_STATE_DIR, TrainContext, make_optimizer, train_loop
 from clm_lib.training.strategies import Strategy, build_strategies
@@ -83,16 +87,25 @@ def train_update(
     torch.manual_seed(cfg.training.seed)
     device = resolve_device(cfg.training.device)
     base_dir = ensure_base_model(cfg)
-    model, tokenizer = _setup_model(cfg, base_dir, parent_adapter_dir, device)
+    model, tokenizer, adapters = _setup_model(cfg, base_dir, parent_adapter_dir, device, new_data)
     strategies = build_strategies(cfg)
+    buffer = replay_data  # the router learns from all of it, whatever is trained on
     if replay_data.num_rows and not any(s.name == "replay" for s in strategies):
         log.warning("replay is switched off: the %d replay rows given are not trained on", replay_data.num_rows)
         replay_data = replay_data.slice(0, 0)
+    if adapters is not None and replay_data.num_rows:
+        # Replayed examples of a task go through its adapter; those of tasks this update leaves frozen train nothing.
+        replay_data = replay_data.filter(pc.is_in(replay_data.column("task"), pa.array(adapters.trainable)))
     data = {
         "new": encode_table(tokenizer, new_data, cfg.model.max_length, "new"),
         "replay": encode_table(tokenizer, replay_data, cfg.model.max_length, "replay"),
     }
     optimizer, scheduler = make_optimizer(model, cfg.training)
+    ds_config = None
+    if cfg.training.deepspeed is not None:
+        from clm_lib.training.deepspeed_engine import load_config, world
+
+        ds_config = load_config(cfg.training.deepspeed, cfg.training, world()[1])
     ctx = TrainContext(
         model=model,
         optimizer=optimizer,
@@ -103,6 +116,8 @@ def train_update(
         data=data,
         base_dir=base_dir,
         parent_adapter_dir=parent_adapter_dir,
+        adapters=adapters,
+        deepspeed=ds_config,
     )
     fingerprint = _fingerprint(cfg, new_data, replay_data, base_dir, parent_adapter_dir)
 
@@ -110,7 +125,16 @@ def train_update(
     train_loop(ctx, strategies, output_dir / "checkpoints", fingerprint)
 
     # --- save -------------------------------------------------------------------------------------------------
-    adapter_dir = _save_adapter(model, tokenizer, output_dir / "adapter", ctx, strategies)
+    summaries = {s.name: s.params() for s in strategies}
+    router = None
+    if adapters is not None:
+        router = fit_router(
+            cfg.training.adapters.router, adapters.parent_router, [buffer, new_data], list(adapters.names)
+        )
+        summaries["adapters"] = {**adapters.summary(), **router.summary()}
+    adapter_dir = output_dir / "adapter"
+    if ctx.rank == 0:
+        _save_adapter(model, tokenizer, adapter_dir, ctx, strategies, adapters, router)
     seen = sum(ctx.seen.values())
     result = TrainResult(
         adapter_dir=adapter_dir,
@@ -122,9 +146,14 @@ def train_update(
         tasks=_task_order(replay_data, new_data),
         wall_seconds=round(time.monotonic() - start, 2),
         tokens_seen=ctx.tokens_seen,
-        strategies={s.name: s.params() for s in strategies},
+        strategies=summaries,
     )
-    _write_summary(output_dir / SUMMARY_FILE, result, ctx, strategies, cfg, run_id, base_dir, parent_adapter_dir)
+    if ctx.rank == 0:
+        _write_summary(output_dir / SUMMARY_FILE, result, ctx, strategies, cfg, run_id, base_dir, parent_adapter_dir)
+    if ctx.deepspeed is not None:
+        from clm_lib.training.deepspeed_engine import barrier
+
+        barrier(ctx)  # no rank returns before rank 0 has written the adapter
     log.info(
         "run %s trained %d steps in %.1f s, final loss %s", run_id, result.steps, result.wall_seconds, result.final_loss
     )
@@ -135,9 +164,25 @@ def train_update(
     return result
 
 
-def _setup_model(cfg: ClmConfig, base_dir: Path, parent_adapter_dir: Path | None, device: torch.device):
+def _setup_model(
+    cfg: ClmConfig, base_dir: Path, parent_adapter_dir: Path | None, device: torch.device, new_data: pa.Table
+) -> tuple[Any, Any, TaskAdapters | None]:
+    """(model, tokenizer, per-task adapters or ``None``), with the parent's adapter(s) or fresh ones."""
+    if cfg.training.adapters.mode == "per_task":
+        base, tokenizer = load_model(base_dir, None, device)
+        tasks = _task_order(new_data)
+        model, adapters = setup_task_adapters(base, parent_adapter_dir, tasks, cfg.training.lora)
+        model.to(device).train()
+        log.info(
+            "per-task adapters: training %s, keeping %s frozen", tasks, [t for t in adapters.names if t not in tasks]
+        )
+        return model, tokenizer, adapters
+    if parent_adapter_dir is not None and (Path(parent_adapter_dir) / MANIFEST).exists():
+        raise TrainingError(
+            f"the parent adapter {parent_adapter_dir} holds per-task adapters, but training.adapters.mode is shared"
+        )
     if parent_adapter_dir is not None:
-        return load_model(base_dir, parent_adapter_dir, device, is_trainable=True)
+        return (*load_model(base_dir, parent_adapter_dir, device, is_trainable=True), None)
     model, tokenizer = load_model(base_dir, None, device)
     lora = cfg.training.lora
     peft_config = PeftLoraConfig(
@@ -153,7 +198,7 @@ def _setup_model(cfg: ClmConfig, base_dir: Path, parent_adapter_dir: Path | None
         raise TrainingError(
             f"cannot attach LoRA (training.lora.target_modules={lora.target_modules!r}): {exc}"
         ) from None
-    return model.to(device), tokenizer
+    return model.to(device), tokenizer, None
 
 
 def _fingerprint(cfg: ClmConfig, new: pa.Table, replay: pa.Table, base_dir: Path, parent: Path | None) -> str:
@@ -171,10 +216,22 @@ def _fingerprint(cfg: ClmConfig, new: pa.Table, replay: pa.Table, base_dir: Path
     return h.hexdigest()[:16]
 
 
-def _save_adapter(model, tokenizer, adapter_dir: Path, ctx: TrainContext, strategies: list[Strategy]) -> Path:
+def _save_adapter(
+    model,
+    tokenizer,
+    adapter_dir: Path,
+    ctx: TrainContext,
+    strategies: list[Strategy],
+    adapters: TaskAdapters | None = None,
+    router=None,
+) -> Path:
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    if adapters is not None:
+        tmp.mkdir(parents=True)
+        save_task_adapters(model, adapters, router, tmp)
+    else:
+        model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     for s in strategies:
         state_dir = tmp / STRATEGY_STATE_DIR / s.name
@@ -210,7 +267,10 @@ def _write_summary(
         "parent_adapter_dir": str(parent) if parent else None,
         "config_hash": cfg.config_hash(),
         "training": cfg.training.model_dump(mode="json"),
-        "lora": ctx.model.peft_config["default"].to_dict() if hasattr(ctx.model, "peft_config") else None,
+        "lora": next(iter(ctx.model.peft_config.values())).to_dict() if hasattr(ctx.model, "peft_config") else None,
+        "resumed_from_step": ctx.resumed_from,
+        "deepspeed": ctx.deepspeed,
+        "world_size": ctx.world_size,
         "examples_seen": dict(ctx.seen),
         "losses": [round(x, 5) for x in ctx.losses],
         "device": str(ctx.device),

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
-from clm_lib.db.models import ConfigVersion, TrainingRun, utcnow
+from clm_lib.db.models import ConfigVersion, Evaluation, TrainingRun, utcnow
 from clm_lib.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,27 @@ def _tasks_in_order(parent_tasks: list[str], new: pa.Table, known: list[str]) ->
     return head + sorted(tail, key=lambda t: known.index(t) if t in known else len(known))
 
 
+def _with_replay_weights(cfg: ClmConfig) -> ClmConfig:
+    """``cfg`` with ``training.replay.task_weights`` set from the last evaluation (``training.replay.dynamic``).
+
+    The last evaluation's matrix holds the scores of the model it evaluated and of that model's parent: a task
+    that fell between the two gets more replay now. Weights set by hand in the config win.
+    """
+    from clm_lib.training.strategies.replay import replay_weights
+
+    replay = cfg.training.replay
+    if not (replay.enabled and replay.dynamic):
+        return cfg
+    with session_scope(cfg.database_url) as s:
+        last = s.scalars(select(Evaluation).order_by(Evaluation.id.desc())).first()
+        rows = [dict(zip(last.tasks, row, strict=True)) for row in last.matrix[-2:]] if last else []
+    if len(rows) < 2:
+        return cfg
+    weights = {**replay_weights(rows[0], rows[1], replay), **replay.task_weights}
+    replay = replay.model_copy(update={"task_weights": weights})
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"replay": replay})})
+
+
 def run_update(
     cfg: ClmConfig,
     *,
@@ -161,7 +182,7 @@ def run_update(
     log.info("training %s: %s new rows, replay v%s, parent %s", run_id, new.num_rows, replay_version, parent_version)
     try:
         result = train_update(
-            cfg,
+            _with_replay_weights(cfg),
             new_data=new,
             replay_data=replay if replay is not None else new.slice(0, 0),
             parent_adapter_dir=_parent_adapter(cfg, parent_version),
@@ -169,7 +190,8 @@ def run_update(
             run_id=run_id,
         )
         if cfg.training.replay.enabled:
-            buffer = select_buffer(replay, new, cfg.training.replay.buffer_size, cfg.training.seed)
+            r = cfg.training.replay
+            buffer = select_buffer(replay, new, r.buffer_size, cfg.training.seed, r.policy)
             lake.overwrite(cfg, "replay", buffer)
     except Exception as exc:
         with session_scope(cfg.database_url) as s:

@@ -58,5 +58,27 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-HELPERS = {"pct": pct, "signed": signed, "count": count, "heat": heat, "when": when, "ago": ago, "duration": duration}
+def clock(value: datetime | None) -> str:
+    """Time of day in UTC, to the second: the steps of one deployment are seconds apart."""
+    return "—" if value is None else value.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def millis(value: float | None) -> str:
+    """A switch time: milliseconds below one second, else seconds."""
+    if value is None:
+        return "—"
+    return f"{value:.0f} ms" if value < 999.5 else f"{value / 1000:.1f} s"
+
+
+HELPERS = {
+    "pct": pct,
+    "signed": signed,
+    "count": count,
+    "heat": heat,
+    "when": when,
+    "ago": ago,
+    "duration": duration,
+    "clock": clock,
+    "millis": millis,
+}
 """Passed to every clm template."""

@@ -142,12 +142,17 @@ def test_init_on_postgresql_is_idempotent(home, postgres_url):
     second = _run("init")  # the DB URL chosen the first time is remembered
     assert second.exit_code == 0, second.output
     assert "admin kept" in second.stdout
+    assert "operator created, viewer created" in first.stdout and "operator kept, viewer kept" in second.stdout
+    assert (home / "operator-credentials").stat().st_mode & 0o777 == 0o600
     assert second.stdout.split("login: admin / ")[1].split()[0] == first.stdout.split("login: admin / ")[1].split()[0]
     assert f"sql_alchemy_conn = {postgres_url}\n" in (home / "airflow" / "airflow.cfg").read_text()
     engine = create_engine(postgres_url)
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM ab_user WHERE username = 'admin'")).scalar() == 1
+            roles = conn.execute(text("SELECT u.username, r.name FROM ab_user u JOIN ab_user_role ur "
+                                      "ON ur.user_id = u.id JOIN ab_role r ON r.id = ur.role_id")).all()  # fmt: skip
+            assert sorted(roles) == [("admin", "Admin"), ("operator", "Op"), ("viewer", "Viewer")]
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     finally:
         engine.dispose()

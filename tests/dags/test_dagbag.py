@@ -54,7 +54,16 @@ def test_training_is_scheduled_on_retrain_requests_and_chains_to_promotion(dagba
 
 def test_manual_trigger_params(dagbag):
     assert set(dagbag.dags["clm_continual_training"].params) == {"force", "reason", "drift_check_id"}
-    assert set(dagbag.dags["clm_promotion"].params) == {"version"}
+    assert set(dagbag.dags["clm_promotion"].params) == {"version", "reason"}
+    assert set(dagbag.dags["clm_rollback"].params) == {"to_version", "reason"}
+
+
+def test_promotion_rolls_out_step_by_step_and_rollback_is_manual(dagbag):
+    promotion = dagbag.dags["clm_promotion"]
+    assert [t.task_id for t in promotion.topological_sort()] == ["gate", "deploy", "canary", "promote"]
+    assert all(t.retries == 0 for t in promotion.tasks), "a deployment step is never retried blindly"
+    rollback = dagbag.dags["clm_rollback"]
+    assert type(rollback.timetable).__name__ == "NullTimetable" and [t.task_id for t in rollback.tasks] == ["rollback"]
 
 
 def test_dag_files_do_not_import_ml_stacks_at_parse_time():

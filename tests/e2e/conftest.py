@@ -105,10 +105,10 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("clm-e2e") / "home"
     tiny = REPO / "include" / "tiny.yaml"
     config = tiny if tiny.exists() else REPO / "include" / "clm.yaml"
-    airflow_port = free_port()
-    mlflow_port = free_port()
-    while mlflow_port == airflow_port:
-        mlflow_port = free_port()
+    ports_taken: set[int] = set()
+    while len(ports_taken) < 5:  # Airflow, MLflow, the serving router and its two slots
+        ports_taken.add(free_port())
+    airflow_port, mlflow_port, router_port, blue_port, green_port = sorted(ports_taken)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
     env |= {
         "CLM_HOME": str(home),
@@ -116,6 +116,10 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
         # Commands that read cfg.server (clients of the API, say) find this stack's ports.
         "CLM__SERVER__AIRFLOW_PORT": str(airflow_port),
         "CLM__SERVER__MLFLOW_PORT": str(mlflow_port),
+        # clm_promotion starts serving slots and a router; keep them off the default ports a dev stack may hold.
+        "CLM__SERVING__ROUTER_PORT": str(router_port),
+        "CLM__SERVING__BLUE_PORT": str(blue_port),
+        "CLM__SERVING__GREEN_PORT": str(green_port),
     }
     ports = ("--airflow-port", str(airflow_port), "--mlflow-port", str(mlflow_port))
     timings: dict[str, float] = {}

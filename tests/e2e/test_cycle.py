@@ -18,8 +18,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def cycle(airflow_stack, tmp_path_factory):
     from clm_lib.config import load_config
+    from clm_lib.demo.incident import run_incident
     from clm_lib.demo.steady import write_steady_drop
-    from clm_lib.demo.stream import write_demo_drops
+    from clm_lib.demo.stream import generate_task, write_demo_drops
+    from clm_lib.demo.traffic import Traffic
     from clm_lib.demo.walkthrough import run_walkthrough
     from clm_lib.services.airflow_client import AirflowClient
 
@@ -29,20 +31,39 @@ def cycle(airflow_stack, tmp_path_factory):
     drops.append(write_steady_drop(folder, cfg.data.tasks[:2], 400, seed=99, index=3))
     client = AirflowClient(airflow_stack.base_url, airflow_stack.username, airflow_stack.password)
     lines: list[str] = []
-    rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
-    return cfg, client, rows, lines
+    router = f"http://127.0.0.1:{cfg.serving.router_port}"
+    prompts = [r["prompt"] for t in cfg.data.tasks[:2] for r in generate_task(t, 20, seed=5)]
+    with Traffic(router, cfg.registry.model_name, prompts, rate_per_s=4, max_seconds=1500) as traffic:
+        rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
+        incident = run_incident(cfg, client, echo=lines.append, env=airflow_stack.env)
+    return cfg, client, rows, lines, incident, traffic
 
 
 def test_new_tasks_drift_into_promoted_versions_and_more_of_the_same_does_not(cycle):
-    _cfg, _client, rows, lines = cycle
+    _cfg, _client, rows, lines, *_ = cycle
     assert len(rows) == 3, lines
     assert [r.version for r in rows] == ["1", "2", None], lines
     assert rows[0].drift == "first data", lines
     assert rows[1].drift.startswith("retrain: ") and "task_mix" in rows[1].drift, lines
     assert rows[2].drift == "no retrain" and rows[2].curated > 300, lines
-    assert all(r.gate.startswith("promoted") for r in rows[:2]), lines
+    assert [r.gate for r in rows[:2]] == ["promoted -> champion (canary)"] * 2, lines
     assert rows[1].tasks == 2 and rows[1].backward_transfer is not None
     assert all(r.quarantined > 0 for r in rows[:2]), "the demo drops plant bad records; they must be quarantined"
+
+
+def test_a_planted_bad_version_is_rolled_back_by_the_canary_and_clm_rollback_works_by_hand(cycle):
+    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+
+    cfg, _client, _rows, lines, incident, traffic = cycle
+    assert incident.planted_version == "3", lines
+    assert incident.promotion_status == "rolled_back" and "golden-set" in incident.promotion_outcome, lines
+    assert incident.champion_after_canary == "2", lines
+    assert incident.champion_after_manual == ["1", "2"], lines  # back to v1, then undone
+    assert "champion: 2 -> 1" in incident.manual[0] and "champion: 1 -> 2" in incident.manual[1], lines
+    assert alias_version(cfg, CHAMPION) == "2"
+    # Steady client traffic ran through every promotion, the canary and both rollbacks without one failure.
+    assert traffic.counts["ok"] > 50 and traffic.counts["failed"] == 0, (traffic.counts, traffic.versions)
+    assert {"clm-assistant/1", "clm-assistant/2"} <= set(traffic.versions), traffic.versions
 
 
 def test_the_drift_retraining_is_linked_to_its_reports(cycle):
@@ -53,7 +74,8 @@ def test_the_drift_retraining_is_linked_to_its_reports(cycle):
 
     cfg, *_ = cycle
     with session_scope(cfg.database_url) as s:
-        second = s.scalars(select(TrainingRun).order_by(TrainingRun.started_at)).all()[1]
+        second = s.scalars(select(TrainingRun).where(TrainingRun.airflow_run_id.is_not(None))
+                           .order_by(TrainingRun.started_at)).all()[1]
         assert second.trigger["kind"] == "asset" and len(second.trigger["drift_checks"]) == 1
         event = second.trigger["events"][0]
         assert event["asset"] == "clm_retrain_request" and event["retrain"] is True
@@ -75,7 +97,9 @@ def test_state_in_clm_database_reconciles(cycle):
         batches = s.scalars(select(IngestionBatch)).all()
         assert batches and all(b.rows_in == b.rows_curated + b.rows_quarantined + b.rows_duplicate for b in batches)
         runs = s.scalars(select(TrainingRun).order_by(TrainingRun.started_at)).all()
-        assert [r.status for r in runs] == ["succeeded", "succeeded"]
+        planted = [r for r in runs if r.trigger.get("kind") == "demo"]
+        runs = [r for r in runs if r not in planted]
+        assert [r.status for r in runs] == ["succeeded", "succeeded"] and len(planted) == 1
         assert runs[1].parent_model_version == runs[0].model_version == "1"
         assert runs[1].previous_curated_version == runs[0].curated_version
         assert runs[0].airflow_run_id and runs[0].trigger["kind"] == "asset"

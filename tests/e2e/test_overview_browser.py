@@ -1,4 +1,4 @@
-"""The overview screen in a real browser against the real stack (`clm up`, FAB auth manager).
+"""The overview, drift and serving screens in a real browser against the real stack (`clm up`, FAB auth manager).
 
 Chromium is Debian's (/usr/bin/chromium); Playwright only drives it and never downloads a browser.
 Screenshots go to ``$CLM_E2E_ARTIFACTS`` (else the test's tmp_path): look at them.
@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OVERVIEW = "/pluginsv2/clm/"
+DRIFT = "/pluginsv2/clm/drift"
+SERVING = "/pluginsv2/clm/serving"
 
 
 @pytest.fixture
@@ -89,6 +91,80 @@ def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
     page.wait_for_timeout(500)  # let the iframe paint before the screenshot
     page.screenshot(path=str(artifacts / "overview-in-airflow.png"))
     print(f"\noverview e2e: login -> overview {login_to_overview_s:.2f} s; screenshots in {artifacts}")
+
+
+def test_drift_page_tabs_and_nav_entry(airflow_stack, browser, artifacts):
+    base = airflow_stack.base_url
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(base + DRIFT)
+    page.fill("#username", airflow_stack.username)
+    page.fill("#password", airflow_stack.password)
+    page.click("[type=submit]")
+    page.wait_for_url(base + DRIFT)
+
+    # Whatever the shared stack holds (no check yet, or the cycle test's checks), the page reads it without error.
+    page.locator("h1", has_text="Drift").wait_for()
+    assert page.locator("h2", has_text="Detectors").is_visible()
+    assert page.locator("h2", has_text="Alerts").is_visible()
+    assert page.locator("[id^='detector-']").count() >= 1  # a chart row per detector, or the table before any check
+    assert page.locator(".notice-error").count() == 0, page.locator(".notice-error").all_inner_texts()
+    charts = page.locator("svg.chart").count()
+    page.screenshot(path=str(artifacts / "drift.png"), full_page=True)
+
+    # The tabs move between the two pages.
+    page.locator("nav.tabs a", has_text="Overview").click()
+    page.wait_for_url(base + OVERVIEW)
+    page.locator("h1", has_text="Overview").wait_for()
+    page.locator("nav.tabs a", has_text="Drift").click()
+    page.wait_for_url(base + DRIFT)
+    assert page.locator("nav.tabs a.active").inner_text() == "Drift"
+
+    # Its own button in the Airflow UI's navigation, next to the overview's, opens it in an iframe.
+    page.goto(base + "/")
+    entry = page.locator("a[href='/plugin/clm-drift']")
+    entry.wait_for()
+    assert page.locator("a[href='/plugin/clm-overview']").count() == 1
+    entry.click()
+    frame = page.frame_locator("iframe[title='Drift']")
+    frame.locator("h1", has_text="Drift").wait_for()
+    assert urlsplit(page.url).path.startswith("/plugin/clm-drift")
+    page.wait_for_timeout(500)  # let the iframe paint before the screenshot
+    page.screenshot(path=str(artifacts / "drift-in-airflow.png"))
+    print(f"\ndrift e2e: {charts} chart(s) drawn; screenshots in {artifacts}")
+
+
+def test_serving_page_and_its_nav_entry(airflow_stack, browser, artifacts):
+    base = airflow_stack.base_url
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(base + SERVING)
+    page.fill("#username", airflow_stack.username)
+    page.fill("#password", airflow_stack.password)
+    page.click("[type=submit]")
+    page.wait_for_url(base + SERVING)
+
+    # Whatever the shared stack serves (nothing yet, or the cycle test's promotions), the page reads it: slots or
+    # why there are none, the last deployment, the history, and the rollback card. Nothing here is clicked to
+    # roll back: the stack is shared.
+    page.locator("h1", has_text="Serving").wait_for()
+    assert page.locator("h2", has_text="Deployment history").is_visible()
+    assert page.locator("[aria-label='rollback']").is_visible()
+    assert "could not be built" not in page.content()
+    page.screenshot(path=str(artifacts / "serving.png"), full_page=True)
+    form = page.locator("details.rollback summary")
+    if form.count():  # the admin may roll back and there is somewhere to go: show the form, do not send it
+        form.click()
+        page.locator("#rb-reason").wait_for()
+        page.screenshot(path=str(artifacts / "serving-rollback-form.png"))
+
+    page.goto(base + "/")
+    entry = page.locator("a[href='/plugin/clm-serving']")
+    entry.wait_for()
+    entry.click()
+    page.frame_locator("iframe[title='Serving']").locator("h1", has_text="Serving").wait_for()
+    page.wait_for_timeout(500)  # let the iframe paint before the screenshot
+    page.screenshot(path=str(artifacts / "serving-in-airflow.png"))
 
 
 def test_a_user_without_roles_gets_403_with_an_explanation(airflow_stack):

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 PASSWORD = "pw-for-tests"
 # username -> FAB role. "Public" has no permissions at all in Airflow 3's FAB auth manager.
-USERS = {"ada": "Admin", "uma": "User", "vic": "Viewer", "pat": "Public"}
+USERS = {"ada": "Admin", "otto": "Op", "uma": "User", "vic": "Viewer", "pat": "Public"}
 
 _SETUP = f"""
 from airflow.utils import db

@@ -23,11 +23,11 @@ def test_package_modules_are_imported_once_as_a_package(airflow_fab):
 
     walked = [Path(p) for p in find_path_from_directory(str(PLUGINS), ".airflowignore")]
     assert PLUGINS / "clm_plugin.py" in walked
-    assert not [p for p in walked if "clm_ui" in p.parts], "plugins/.airflowignore must hide the package"
+    assert not [p for p in walked if {"clm_ui", "clm_api"} & set(p.parts)], "plugins/.airflowignore must hide them"
     from_package = {
         name for name, mod in list(sys.modules.items()) if str(getattr(mod, "__file__", "")).startswith(str(PLUGINS))
     }
-    assert {n for n in from_package if n != "clm_plugin" and not n.startswith("clm_ui")} == set()
+    assert {n for n in from_package if n != "clm_plugin" and not n.startswith(("clm_ui", "clm_api"))} == set()
 
 
 def test_nav_entry_points_at_the_served_view(airflow_fab, flask_app):
@@ -37,13 +37,19 @@ def test_nav_entry_points_at_the_served_view(airflow_fab, flask_app):
     clm = next(p for p in plugins_manager.get_plugin_info() if p["name"] == "clm")
     nav = PluginResponse.model_validate(clm).external_views  # what /api/v2/plugins hands the React UI
     assert [(v.name, v.category, v.destination, v.url_route) for v in nav] == [
-        ("Continual learning", "Continual learning", "nav", "clm-overview")
+        ("Continual learning", "Continual learning", "nav", "clm-overview"),
+        ("Drift", "Continual learning", "nav", "clm-drift"),
+        ("Serving", "Continual learning", "nav", "clm-serving"),
     ]
-    assert nav[0].href == "/pluginsv2/clm/"
+    assert [v.href for v in nav] == ["/pluginsv2/clm/", "/pluginsv2/clm/drift", "/pluginsv2/clm/serving"]
+    assert all(v.nav_top_level for v in nav)  # own sidebar buttons, not folded into the "Plugins" menu
     rules = {r.rule: r.endpoint for r in flask_app.url_map.iter_rules()}
     assert rules["/clm/"] == "OverviewView.overview"
+    assert rules["/clm/drift"] == "DriftView.drift"
+    assert rules["/clm/serving"] == "ServingView.serving"
+    assert rules["/clm/serving/rollback"] == "ServingView.rollback"
     assert "/clm/static/<path:filename>" in rules
-    assert "name" not in clm["appbuilder_views"][0]  # no legacy FAB menu: the nav entry above is the way in
+    assert all("name" not in v for v in clm["appbuilder_views"])  # no legacy FAB menu: the nav entries are the way in
 
 
 def test_importing_the_plugin_is_cheap_for_task_processes():
@@ -52,7 +58,8 @@ def test_importing_the_plugin_is_cheap_for_task_processes():
 
     probe = (
         "import sys, clm_plugin; "
-        "print(sorted(m for m in ('flask_appbuilder', 'fastapi', 'clm_lib', 'clm_ui.views') if m in sys.modules))"
+        "print(sorted(m for m in ('flask_appbuilder', 'fastapi', 'clm_lib', 'clm_ui.views', 'clm_api.app')"
+        " if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=PLUGINS, capture_output=True, text=True, timeout=120, check=True

@@ -1,8 +1,9 @@
 """Continual-learning strategies: plugins on the one training loop (the shape of Avalanche's plugins).
 
-A strategy subclasses :class:`Strategy`, overrides the hooks it needs, documents its parameters once in its
-class docstring, and registers itself with ``@register_strategy("name")``. ``from_config`` decides from the clm
-config whether it takes part in a run. The loop calls the hooks in this order::
+A strategy subclasses :class:`Strategy`, overrides the hooks it needs, and registers itself with
+``@register_strategy("name")``. Its parameters are a config section, documented once, field by field, in
+``clm_lib/training/strategy_config.py``; its class docstring names that section and says how it works.
+``from_config`` decides from the clm config whether it takes part in a run. The loop calls the hooks in this order::
 
     before_training(ctx)
     for each step:
@@ -17,6 +18,7 @@ State that must survive a restart goes in ``state_dict``/``load_state_dict``; it
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
@@ -98,5 +100,8 @@ def build_strategies(cfg: ClmConfig) -> list[Strategy]:
     return [s for s in built if s is not None]
 
 
-# Built-in strategies register themselves on import.
-from clm_lib.training.strategies import replay as _replay  # noqa: E402, F401
+# Built-in strategies register themselves on import, and this order is their hook order: freezing first, so that
+# the others see only what stays trainable (EWC anchors and weighs exactly those parameters).
+BUILTIN = ("freezing", "replay", "ewc", "distillation", "orthogonality")
+for _module in BUILTIN:
+    importlib.import_module(f"{__name__}.{_module}")

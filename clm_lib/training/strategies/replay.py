@@ -1,6 +1,7 @@
 """Experience replay: train on a mix of new data and a buffer of earlier data (Rolnick et al., 2019).
 
-Two parts: :class:`Replay` mixes buffer examples into every batch while training, and :func:`select_buffer`
+Three parts: :class:`Replay` mixes buffer examples into every batch while training, :func:`replay_weights` turns
+the last evaluation into per-task replay weights (a task that fell gets more replay), and :func:`select_buffer`
 decides which records the buffer keeps after an update (the caller persists it, as the Delta ``replay`` table).
 """
 
@@ -8,76 +9,162 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from clm_lib.training.data import Batch, EpochSampler
+from clm_lib.errors import TrainingError
+from clm_lib.training.data import Batch, EpochSampler, Example
 from clm_lib.training.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
     from clm_lib.training.loop import TrainContext
+    from clm_lib.training.strategy_config import ReplayConfig
 
 
 @register_strategy("replay")
 class Replay(Strategy):
-    """Replace a share of every batch with examples from the replay buffer.
+    """Replace a share of every batch with examples from the replay buffer, weighted per task.
 
-    Parameters (``training.replay`` in clm.yaml):
+    Parameters: ``training.replay`` (:class:`~clm_lib.training.strategy_config.ReplayConfig`; ``mix_ratio``,
+    ``task_weights`` and ``max_mix_ratio`` act here, ``buffer_size`` and ``policy`` in :func:`select_buffer`).
 
-    * ``mix_ratio`` -- share of each batch taken from the buffer, in [0, 1). Over any run of steps the number of
-      replayed examples is ``mix_ratio * batch_size`` per step up to rounding: step ``t`` replays
-      ``floor((t+1)·m·B) - floor(t·m·B)`` examples, so a ratio like 0.3 of 16 is met exactly on average, not
-      rounded to 5 every step. The new-data examples they displace are simply not drawn this step; the new data is
-      still walked through in full epochs.
-    * ``enabled`` -- off gives plain sequential fine-tuning (the strategy is not built).
-    * ``buffer_size`` -- records the buffer keeps; used by :func:`select_buffer`, not while training.
-
-    With an empty buffer (the first update) nothing is replayed. Buffer examples are drawn in shuffled epochs of
-    their own, seeded with ``training.seed``, so every buffered record is revisited equally often.
+    Task ``t`` with ``n_t`` buffered examples and weight ``w_t`` gets the share ``n_t w_t / sum(n w)`` of the
+    replayed examples, and the batch share taken from the buffer is ``mix_ratio * sum(n w) / sum(n)`` (capped at
+    ``max_mix_ratio``): with every weight 1 this is plain replay at ``mix_ratio``; a task with weight 2 is replayed
+    twice as often as it would be without weights. Both shares are met exactly over a run, not just on average:
+    step ``t`` replays ``floor((t+1)·m·B) - floor(t·m·B)`` examples (so a ratio like 0.3 of 16 is not rounded to 5
+    every step), and each slot goes to the task furthest behind its share. Within a task, examples are drawn in
+    shuffled epochs of their own (seeded with ``training.seed``), so each is revisited equally often. The new-data
+    examples they displace are simply not drawn this step; the new data is still walked through in full epochs.
+    With an empty buffer (the first update) nothing is replayed.
     """
 
-    def __init__(self, mix_ratio: float, seed: int = 0) -> None:
+    def __init__(
+        self,
+        mix_ratio: float,
+        seed: int = 0,
+        task_weights: Mapping[str, float] | None = None,
+        max_mix_ratio: float = 0.8,
+        policy: str = "task_balanced",
+    ) -> None:
         if not 0.0 <= mix_ratio < 1.0:
             raise ValueError(f"mix_ratio must be in [0, 1), got {mix_ratio}")
+        if not 0.0 < max_mix_ratio < 1.0:
+            raise ValueError(f"max_mix_ratio must be in (0, 1), got {max_mix_ratio}")
         self.mix_ratio = mix_ratio
         self.seed = seed
-        self._pool: list = []
-        self._sampler: EpochSampler | None = None
+        self.task_weights = dict(task_weights or {})
+        self.max_mix_ratio = max_mix_ratio
+        self.policy = policy
+        self.effective_ratio = mix_ratio
+        self._tasks: list[str] = []
+        self._pools: list[list[Example]] = []
+        self._shares: list[float] = []
+        self._samplers: list[EpochSampler] = []
+        self._drawn: list[int] = []
+        self._examples = 0
 
     @classmethod
     def from_config(cls, cfg: ClmConfig) -> Replay | None:
-        replay = cfg.training.replay
-        return cls(replay.mix_ratio, seed=cfg.training.seed) if replay.enabled else None
+        r = cfg.training.replay
+        if not r.enabled:
+            return None
+        return cls(r.mix_ratio, cfg.training.seed, r.task_weights, r.max_mix_ratio, r.policy)
 
     def params(self) -> dict[str, Any]:
-        return {"mix_ratio": self.mix_ratio, "buffer_examples": len(self._pool)}
+        replayed = sum(self._drawn)
+        return {
+            "mix_ratio": self.mix_ratio,
+            "effective_mix_ratio": round(self.effective_ratio, 4),
+            "policy": self.policy,
+            "buffer_examples": sum(len(p) for p in self._pools),
+            "buffer_tasks": {t: len(p) for t, p in zip(self._tasks, self._pools, strict=True)},
+            "task_weights": {t: self._weight(t) for t in self._tasks},
+            "replayed": dict(zip(self._tasks, self._drawn, strict=True)),
+            "replay_fraction": round(replayed / self._examples, 4) if self._examples else 0.0,
+        }
+
+    def _weight(self, task: str) -> float:
+        return float(self.task_weights.get(task, 1.0))
 
     def before_training(self, ctx: TrainContext) -> None:
-        self._pool = list(ctx.data.get("replay", []))
-        self._sampler = EpochSampler(len(self._pool), self.seed) if self._pool else None
+        by_task: dict[str, list[Example]] = {}
+        for ex in ctx.data.get("replay", []):
+            by_task.setdefault(ex.task, []).append(ex)
+        self._tasks, self._pools = list(by_task), list(by_task.values())
+        mass = [len(p) * self._weight(t) for t, p in by_task.items()]
+        total = sum(len(p) for p in self._pools)
+        self._shares = [m / sum(mass) for m in mass] if sum(mass) > 0 else [0.0] * len(mass)
+        # The cap only limits what weights add: with every weight 1 the ratio is mix_ratio, whatever the cap.
+        cap = max(self.mix_ratio, self.max_mix_ratio)
+        self.effective_ratio = min(cap, self.mix_ratio * sum(mass) / total) if total else 0.0
+        # Each task walks its own seeded order of its examples.
+        self._samplers = [EpochSampler(len(p), self.seed + i) for i, p in enumerate(self._pools)]
+        self._drawn = [0] * len(self._tasks)
+        self._examples = 0
 
     def quota(self, step: int, batch_size: int) -> int:
         """How many examples of step ``step`` come from the buffer."""
-        share = self.mix_ratio * batch_size
+        share = self.effective_ratio * batch_size
         return min(batch_size, math.floor((step + 1) * share + 1e-9) - math.floor(step * share + 1e-9))
 
+    def _next_task(self) -> int:
+        """The task furthest behind its share of everything replayed so far (ties: buffer order)."""
+        after = sum(self._drawn) + 1
+        live = [i for i, s in enumerate(self._shares) if s > 0]
+        return max(live, key=lambda i: (self._shares[i] * after - self._drawn[i], -i))
+
     def before_batch(self, ctx: TrainContext, batch: Batch) -> Batch | None:
-        if self._sampler is None:
-            return None
-        k = self.quota(ctx.step, len(batch.examples))
+        self._examples += len(batch.examples)
+        k = self.quota(ctx.step, len(batch.examples)) if self._pools else 0
         if k == 0:
             return None
-        replayed = [self._pool[i] for i in self._sampler.take(k)]
+        replayed = []
+        for _ in range(k):
+            i = self._next_task()
+            self._drawn[i] += 1
+            replayed.append(self._pools[i][self._samplers[i].take(1)[0]])
         return Batch(examples=batch.examples[: len(batch.examples) - k] + replayed)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self._sampler.state_dict()} if self._sampler else {}
+        return {
+            "samplers": [s.state_dict() for s in self._samplers],
+            "drawn": list(self._drawn),
+            "examples": self._examples,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self._sampler is not None and "sampler" in state:
-            self._sampler.load_state_dict(state["sampler"])
+        if not state:
+            return
+        samplers = state["samplers"]
+        if len(samplers) != len(self._samplers):
+            raise TrainingError(f"the checkpoint replays {len(samplers)} tasks, this buffer has {len(self._samplers)}")
+        for sampler, s in zip(self._samplers, samplers, strict=True):
+            sampler.load_state_dict(s)
+        self._drawn = [int(n) for n in state["drawn"]]
+        self._examples = int(state["examples"])
+
+
+def replay_weights(
+    previous: Mapping[str, float | None], latest: Mapping[str, float | None], cfg: ReplayConfig
+) -> dict[str, float]:
+    """Replay weight per task from its score at the last two evaluations (``training.replay.sensitivity``).
+
+    ``1 + sensitivity * (previous - latest)`` clipped to ``[min_weight, max_weight]``: a task that fell gets more
+    replay, one that improved less. Tasks without both scores (not yet learnt at the earlier evaluation) are
+    left out, so they keep weight 1.
+    """
+    weights = {}
+    for task, now in latest.items():
+        before = previous.get(task)
+        if now is None or before is None:
+            continue
+        raw = 1.0 + cfg.sensitivity * (float(before) - float(now))
+        weights[task] = round(min(cfg.max_weight, max(cfg.min_weight, raw)), 4)
+    return weights
 
 
 def _key(seed: int, row_id: str) -> int:
@@ -95,18 +182,27 @@ def _quotas(counts: dict[str, int], size: int) -> dict[str, int]:
     return quotas
 
 
-def select_buffer(existing: pa.Table | None, new: pa.Table | None, size: int, seed: int) -> pa.Table:
-    """The replay buffer after an update: at most ``size`` records, balanced over tasks.
+def select_buffer(
+    existing: pa.Table | None,
+    new: pa.Table | None,
+    size: int,
+    seed: int,
+    policy: Literal["task_balanced", "reservoir"] = "task_balanced",
+) -> pa.Table:
+    """The replay buffer after an update: at most ``size`` records, by ``policy`` (``training.replay.policy``).
 
-    Within a task this is a reservoir sample kept as bottom-k sampling: every record gets a pseudo-random key from
-    ``(seed, id)`` and a task keeps its records with the smallest keys. That is a uniform sample of all the records
-    the task ever offered, it is deterministic, and a record stays in the buffer until a record with a smaller key
+    Both policies are reservoir samples kept as bottom-k sampling: every record gets a pseudo-random key from
+    ``(seed, id)`` and the records with the smallest keys stay, over all records (``reservoir``) or within each
+    task's equal share (``task_balanced``). That is a uniform sample of all the records ever offered (per task,
+    for ``task_balanced``), it is deterministic, and a record stays in the buffer until a record with a smaller key
     or a shrinking task share pushes it out, so consecutive buffers overlap as much as possible. Records are
     identified by ``id`` (duplicates are kept once, the existing copy first). Rows come back grouped by task, in
     order of first appearance, with the columns of both inputs (missing values null).
     """
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
+    if policy not in ("task_balanced", "reservoir"):
+        raise ValueError(f"policy must be task_balanced or reservoir, got {policy!r}")
     tables = [t for t in (existing, new) if t is not None]
     if not tables:
         raise ValueError("select_buffer needs at least one table")
@@ -124,6 +220,10 @@ def select_buffer(existing: pa.Table | None, new: pa.Table | None, size: int, se
             continue
         seen.add(row_id)
         by_task.setdefault(task, []).append((_key(seed, row_id), row))
-    quotas = _quotas({t: len(rows) for t, rows in by_task.items()}, size)
-    picked = [row for task, rows in by_task.items() for _key_, row in sorted(rows)[: quotas[task]]]
+    if policy == "reservoir":
+        kept = {row for _k, row in sorted(kr for rows in by_task.values() for kr in rows)[:size]}
+        picked = [row for rows in by_task.values() for _k, row in sorted(rows) if row in kept]
+    else:
+        quotas = _quotas({t: len(rows) for t, rows in by_task.items()}, size)
+        picked = [row for task, rows in by_task.items() for _k, row in sorted(rows)[: quotas[task]]]
     return combined.take(pa.array(picked, pa.int64()))

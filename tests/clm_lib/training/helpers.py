@@ -12,6 +12,7 @@ from clm_lib.demo.stream import generate_task
 from clm_lib.modeling.load import load_model
 from clm_lib.training.data import encode_table
 from clm_lib.training.loop import TrainContext, make_optimizer
+from clm_lib.training.strategies import Strategy
 
 
 def records(task: str, n: int, seed: int = 0) -> pa.Table:
@@ -32,3 +33,20 @@ def make_context(cfg, base, new: pa.Table, replay: pa.Table | None = None) -> Tr
 
 def lora_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class Spy(Strategy):
+    """Records the step of every batch; raises at step ``crash_at``, as a killed run would stop."""
+
+    name = "spy"
+
+    def __init__(self, crash_at: int | None = None):
+        self.steps: list[int] = []
+        self.crash_at = crash_at
+
+    def before_batch(self, ctx, batch):
+        self.steps.append(ctx.step)
+
+    def after_step(self, ctx):
+        if ctx.step == self.crash_at:
+            raise RuntimeError("killed")

@@ -7,22 +7,7 @@ from clm_lib.errors import TrainingError
 from clm_lib.training.loop import latest_checkpoint, train_loop
 from clm_lib.training.strategies import Strategy
 
-from .helpers import lora_state, make_context, records
-
-
-class Spy(Strategy):
-    name = "spy"
-
-    def __init__(self, crash_at: int | None = None):
-        self.steps: list[int] = []
-        self.crash_at = crash_at
-
-    def before_batch(self, ctx, batch):
-        self.steps.append(ctx.step)
-
-    def after_step(self, ctx):
-        if ctx.step == self.crash_at:
-            raise RuntimeError("killed")
+from .helpers import Spy, lora_state, make_context, records
 
 
 def test_loss_decreases_on_a_tiny_set(tiny_cfg, tiny_base):

@@ -40,7 +40,9 @@ def test_an_update_writes_adapter_summary_and_checkpoint(tmp_path, cfg):
     assert result.replay_fraction == pytest.approx(cfg.training.replay.mix_ratio)
     assert result.tasks == ["billing", "routers"]
     assert result.tokens_seen > 12 * 16 * 20 and result.final_loss > 0 and result.wall_seconds > 0
-    assert result.strategies == {"replay": {"mix_ratio": 0.5, "buffer_examples": 20}}
+    assert list(result.strategies) == ["replay"]
+    assert result.strategies["replay"]["buffer_tasks"] == {"billing": 20}
+    assert result.strategies["replay"]["replay_fraction"] == result.replay_fraction
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["run_id"] == "r1" and len(summary["losses"]) == 12
     assert summary["examples_seen"] == {"new": 96, "replay": 96}

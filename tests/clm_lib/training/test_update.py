@@ -61,3 +61,30 @@ def test_two_updates_chain_lineage_and_replay(tmp_path, tiny_cfg, mlflow_uri):
     with session_scope(cfg.database_url) as s:
         assert s.get(ConfigVersion, run2.config_hash) is not None
         assert [r.model_version for r in s.scalars(select(TrainingRun).order_by(TrainingRun.started_at))] == ["1", "2"]
+
+
+def test_replay_weights_come_from_the_last_evaluation(cfg, db_url):
+    from clm_lib.db.models import Evaluation
+    from clm_lib.training.update import _with_replay_weights
+
+    cfg.database.url = db_url
+    assert _with_replay_weights(cfg) is cfg  # no evaluation yet: plain replay
+    with session_scope(db_url) as s:
+        s.add(TrainingRun(id="r2", status="succeeded", base_model="b", config_hash="h"))
+        s.flush()
+        s.add(
+            Evaluation(
+                training_run_id="r2",
+                tasks=["routers", "billing", "thermostats"],
+                scores={"routers": 60.0, "billing": 92.0, "thermostats": 70.0},
+                matrix=[[90.0, None, None], [80.0, 90.0, None], [60.0, 92.0, 70.0]],
+                average_accuracy=74.0,
+            )
+        )
+    cfg.training.replay.task_weights = {"thermostats": 0.7}
+    weighted = _with_replay_weights(cfg)
+    # routers fell 20 points (2 -> 3), billing gained 2 (0.8); a weight set by hand wins.
+    assert weighted.training.replay.task_weights == {"routers": 3.0, "billing": 0.8, "thermostats": 0.7}
+    assert cfg.training.replay.task_weights == {"thermostats": 0.7}  # the caller's config is left alone
+    cfg.training.replay.dynamic = False
+    assert _with_replay_weights(cfg) is cfg

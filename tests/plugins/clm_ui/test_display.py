@@ -32,3 +32,10 @@ def test_times_read_well():
     assert display.duration(NOW, NOW + timedelta(minutes=3, seconds=5)) == "3 min 05 s"
     assert display.duration(NOW, NOW + timedelta(hours=2, minutes=1)) == "2 h 01 min"
     assert display.duration(NOW, None) == "—"
+
+
+def test_deployment_times_read_well():
+    assert display.clock(datetime(2026, 11, 24, 9, 5, 59, tzinfo=UTC)) == "09:05:59"
+    assert (display.millis(12.4), display.millis(999.6), display.millis(1534.0), display.millis(None)) == (
+        "12 ms", "1.0 s", "1.5 s", "—",
+    )  # fmt: skip

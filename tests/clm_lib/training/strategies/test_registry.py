@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from clm_lib.training.strategies import Strategy, register_strategy, registered_strategies
+from clm_lib.training.strategies import Strategy, build_strategies, register_strategy, registered_strategies
 from clm_lib.training.strategies.replay import Replay
 
 
@@ -24,3 +24,11 @@ def test_base_hooks_do_nothing():
     assert s.before_batch(None, None) is None
     assert s.extra_loss(None, None, None) is None
     assert s.state_dict() == {} and s.params() == {}
+
+
+def test_builtin_strategies_run_in_hook_order(tiny_cfg):
+    assert list(registered_strategies())[:4] == ["freezing", "replay", "ewc", "distillation"]
+    tiny_cfg.training.freeze.lowest_blocks = 1
+    tiny_cfg.training.ewc.enabled = True
+    tiny_cfg.training.distillation.enabled = True
+    assert [s.name for s in build_strategies(tiny_cfg)] == ["freezing", "replay", "ewc", "distillation"]

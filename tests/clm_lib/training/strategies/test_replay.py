@@ -6,7 +6,8 @@ import pytest
 from clm_lib.training.data import Batch, Example
 from clm_lib.training.loop import train_loop
 from clm_lib.training.strategies import Strategy, build_strategies
-from clm_lib.training.strategies.replay import Replay, select_buffer
+from clm_lib.training.strategies.replay import Replay, replay_weights, select_buffer
+from clm_lib.training.strategy_config import ReplayConfig
 
 from ..helpers import make_context, records
 
@@ -65,6 +66,23 @@ def test_buffer_keeps_the_columns_of_both_tables():
     assert buffer.column("batch").null_count == 3
 
 
+def test_reservoir_policy_samples_all_records_uniformly_not_per_task():
+    records_ = pa.concat_tables([_table("routers", 900), _table("billing", 100)])
+    balanced = select_buffer(None, records_, size=100, seed=0)
+    reservoir = select_buffer(None, records_, size=100, seed=0, policy="reservoir")
+    assert _counts(balanced) == {"routers": 50, "billing": 50}
+    assert reservoir.num_rows == 100 and 80 <= _counts(reservoir)["routers"] <= 98  # ~90: proportional to supply
+    n = _counts(reservoir)
+    assert reservoir.column("task").to_pylist() == ["routers"] * n["routers"] + ["billing"] * n["billing"]
+    # Bottom-k over all records: the buffer does not depend on how the records were split between updates.
+    staged = select_buffer(
+        select_buffer(None, _table("routers", 900), 100, 0, "reservoir"), _table("billing", 100), 100, 0, "reservoir"
+    )
+    assert set(staged["id"].to_pylist()) == set(reservoir["id"].to_pylist())
+    with pytest.raises(ValueError, match="policy"):
+        select_buffer(None, records_, size=10, seed=0, policy="fifo")
+
+
 def test_buffer_refuses_tables_without_ids():
     with pytest.raises(ValueError, match="missing id"):
         select_buffer(None, pa.table({"task": ["a"]}), size=1, seed=0)
@@ -73,8 +91,8 @@ def test_buffer_refuses_tables_without_ids():
 # --- the strategy --------------------------------------------------------------------------------------------
 
 
-def _examples(source: str, n: int) -> list[Example]:
-    return [Example((1, 2), (-100, 2), "t", source, f"{source}{i}") for i in range(n)]
+def _examples(source: str, n: int, task: str = "t") -> list[Example]:
+    return [Example((1, 2), (-100, 2), task, source, f"{source}-{task}{i}") for i in range(n)]
 
 
 class _Ctx:
@@ -110,7 +128,7 @@ def test_every_buffered_example_is_replayed_before_any_repeats():
         seen += [
             e.row_id for e in replay.before_batch(ctx, Batch(_examples("new", 8))).examples if e.source == "replay"
         ]
-    assert sorted(seen) == sorted(f"replay{i}" for i in range(12))
+    assert sorted(seen) == sorted(f"replay-t{i}" for i in range(12))
 
 
 def test_nothing_is_replayed_from_an_empty_buffer():
@@ -137,12 +155,104 @@ def test_replay_in_the_training_loop(tiny_cfg, tiny_base):
     train_loop(ctx, [replay, spy])
     assert spy.counts == [2] * 6
     assert ctx.seen == {"new": 36, "replay": 12}
-    assert replay.params() == {"mix_ratio": 0.25, "buffer_examples": 10}
+    params = replay.params()
+    assert params["buffer_tasks"] == {"routers": 10} and params["replayed"] == {"routers": 12}
+    assert params["mix_ratio"] == params["effective_mix_ratio"] == params["replay_fraction"] == 0.25
 
 
 def test_replay_is_built_only_when_enabled(tiny_cfg):
-    assert [s.name for s in build_strategies(tiny_cfg)] == ["replay"]
+    assert [s.name for s in build_strategies(tiny_cfg)] == ["replay"]  # the only strategy on by default
     tiny_cfg.training.replay.enabled = False
     assert build_strategies(tiny_cfg) == []
     with pytest.raises(ValueError, match="mix_ratio"):
         Replay(1.0)
+
+
+# --- dynamic, per-task replay ---------------------------------------------------------------------------------
+
+
+def test_replay_weights_follow_the_last_score_change():
+    cfg = ReplayConfig(sensitivity=0.1, min_weight=0.5, max_weight=3.0)
+    previous = {"routers": 90.0, "billing": 80.0, "thermostats": 70.0, "ev": 95.0, "payments": None}
+    latest = {"routers": 75.0, "billing": 80.0, "thermostats": 78.0, "ev": 20.0, "payments": 60.0, "new": 50.0}
+    assert replay_weights(previous, latest, cfg) == {
+        "routers": 2.5,  # fell 15 points: replayed 2.5x
+        "billing": 1.0,  # held
+        "thermostats": 0.5,  # improved 8 points: 1 - 0.8 = 0.2, clipped to min_weight
+        "ev": 3.0,  # fell 75 points: clipped to max_weight
+    }  # tasks without two scores keep weight 1, i.e. are left out
+    with pytest.raises(ValueError, match="min_weight"):
+        ReplayConfig(min_weight=2.0, max_weight=1.0)
+
+
+def _run(replay: Replay, buffer: list[Example], steps: int, batch_size: int = 10) -> dict[str, int]:
+    ctx = _Ctx(buffer)
+    replay.before_training(ctx)
+    counts: dict[str, int] = {}
+    for step in range(steps):
+        ctx.step = step
+        batch = Batch(_examples("new", batch_size, "new"))
+        out = replay.before_batch(ctx, batch) or batch
+        assert len(out.examples) == batch_size
+        for ex in out.examples:
+            counts[ex.task] = counts.get(ex.task, 0) + 1
+    return counts
+
+
+def test_without_weights_tasks_are_replayed_in_proportion_to_the_buffer():
+    buffer = _examples("replay", 30, "routers") + _examples("replay", 10, "billing")
+    counts = _run(Replay(0.4), buffer, steps=50)
+    assert counts == {"new": 300, "routers": 150, "billing": 50}
+
+
+def test_weighted_tasks_get_more_replay_and_raise_the_replay_share():
+    buffer = _examples("replay", 20, "routers") + _examples("replay", 20, "billing")
+    replay = Replay(0.4, task_weights={"routers": 2.0, "billing": 1.0, "absent": 5.0})
+    counts = _run(replay, buffer, steps=50)
+    # Mass 20*2 + 20*1 over 40 examples: the buffer share rises from 0.4 to 0.4 * 1.5 = 0.6, split 2:1.
+    assert replay.effective_ratio == pytest.approx(0.6)
+    assert counts == {"new": 200, "routers": 200, "billing": 100}
+    params = replay.params()
+    assert params["task_weights"] == {"routers": 2.0, "billing": 1.0}
+    assert params["replayed"] == {"routers": 200, "billing": 100} and params["replay_fraction"] == 0.6
+
+
+def test_weights_never_push_the_replay_share_past_the_cap_and_zero_weight_stops_a_task():
+    buffer = _examples("replay", 20, "routers") + _examples("replay", 20, "billing")
+    replay = Replay(0.5, task_weights={"routers": 3.0, "billing": 0.0}, max_mix_ratio=0.7)
+    counts = _run(replay, buffer, steps=20)
+    assert replay.effective_ratio == pytest.approx(0.7)  # 0.5 * 1.5 = 0.75, capped
+    assert counts == {"new": 60, "routers": 140}
+
+
+def test_resumed_replay_draws_what_an_uninterrupted_one_would():
+    buffer = _examples("replay", 7, "routers") + _examples("replay", 5, "billing")
+
+    def draws(replay, ctx, steps):
+        out = []
+        for step in steps:
+            ctx.step = step
+            out += [e.row_id for e in replay.before_batch(ctx, Batch(_examples("new", 8))).examples]
+        return out
+
+    weights = {"billing": 2.0}
+    straight = Replay(0.5, seed=3, task_weights=weights)
+    ctx = _Ctx(buffer)
+    straight.before_training(ctx)
+    expected = draws(straight, ctx, range(10))
+
+    first = Replay(0.5, seed=3, task_weights=weights)
+    first.before_training(ctx)
+    head = draws(first, ctx, range(4))
+    resumed = Replay(0.5, seed=3, task_weights=weights)
+    resumed.before_training(ctx)
+    resumed.load_state_dict(first.state_dict())
+    assert head + draws(resumed, ctx, range(4, 10)) == expected
+    assert resumed.params() == straight.params()
+
+
+def test_replay_weights_come_from_the_config(tiny_cfg):
+    tiny_cfg.training.replay.task_weights = {"routers": 2.0}
+    tiny_cfg.training.replay.max_mix_ratio = 0.6
+    (replay,) = build_strategies(tiny_cfg)
+    assert (replay.task_weights, replay.max_mix_ratio) == ({"routers": 2.0}, 0.6)

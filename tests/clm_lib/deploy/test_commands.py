@@ -1,0 +1,86 @@
+"""``clm promote``, ``clm rollback`` and ``clm deployments`` through the real ``clm`` group, on a real registry and
+database. Serving is out of the picture (``deploy.strategy: alias``) except where the error comes first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from clm_lib.cli import cli
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def env(tmp_path, sqlite_url, mlflow_uri) -> dict[str, str]:
+    return {
+        "CLM_HOME": str(tmp_path / "home"),
+        "CLM_CONFIG": str(REPO / "include" / "clm.yaml"),
+        "CLM_DATABASE_URL": sqlite_url,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "CLM__DEPLOY__STRATEGY": "alias",
+        "CLM_ACTOR": "cli:tester",
+    }
+
+
+@pytest.fixture
+def cfg(env):
+    from clm_lib.config import load_config
+
+    return load_config(environ=env)
+
+
+def _run(env: dict[str, str], *args: str):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_rollback_without_a_champion_is_a_one_line_error(env):
+    result = _run(env | {"CLM__DEPLOY__STRATEGY": "canary"}, "rollback")
+
+    assert result.exit_code == 2
+    assert result.stderr == "clm: error: nothing to roll back to: clm-assistant has no champion yet\n"
+
+
+def test_rollback_without_a_previous_version_says_to_name_one(env, cfg, register_version):
+    register_version(cfg)
+    assert _run(env, "promote").exit_code == 0
+
+    result = _run(env, "rollback", "--reason", "bad answers")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("clm: error: no previous version to roll back to: clm-assistant@previous is")
+    assert "name a version with --to VERSION" in result.stderr and "Traceback" not in result.output
+
+
+def test_promote_rollback_and_the_history(env, cfg, register_version):
+    register_version(cfg)
+    _run(env, "promote")
+    register_version(cfg)
+    promoted = _run(env, "promote", "--reason", "new data")
+    assert promoted.exit_code == 0
+    assert "deployment #2 of version 2:" in promoted.stdout and "champion: 2" in promoted.stdout
+
+    rolled = _run(env, "rollback", "--to", "1", "--reason", "bad answers")
+
+    assert rolled.exit_code == 0
+    assert rolled.stdout == "champion: 2 -> 1 (aliases only: no serving); deployment #3\n"
+    listing = _run(env, "deployments").stdout.splitlines()
+    assert [line.split()[2:7] for line in listing] == [
+        ["rollback", "2", "->", "1", "completed"],
+        ["promotion", "1", "->", "2", "promoted"],
+        ["promotion", "-", "->", "1", "promoted"],
+    ]
+    assert "cli:tester" in listing[0]
+
+
+def test_promote_exits_1_when_the_gate_says_no(env, cfg, register_version):
+    register_version(cfg, {"routers": 90.0})
+    _run(env, "promote")
+    register_version(cfg, {"routers": 10.0})
+
+    result = _run(env, "promote")
+
+    assert result.exit_code == 1
+    assert "REGRESSED" in result.stdout and "gate_failed: gate failed against champion 1; champion: 1" in result.stdout
