@@ -8,10 +8,13 @@ database.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -40,6 +43,21 @@ def _champion(cfg: ClmConfig) -> str | None:
     return alias_version(cfg, CHAMPION)
 
 
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    # Registering from this process would print MLflow's progress bars, run links and pyfunc warnings between
+    # the demo's lines; the Airflow task that registers real candidates keeps them in its log instead.
+    logger = logging.getLogger("mlflow")
+    level, os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = logger.level, "false"
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def clm_rollback(reason: str, env: dict[str, str] | None = None) -> str:
     """Run ``clm rollback --reason ...`` as a person would; its output, or a ClmError with it."""
     done = subprocess.run(
@@ -61,7 +79,8 @@ def run_incident(
     from clm_lib.demo.planted import plant_bad_version
 
     champion = _champion(cfg)
-    version = plant_bad_version(cfg)
+    with _quiet_mlflow():
+        version = plant_bad_version(cfg)
     echo(f"\nPlanted version {version}: champion {champion}'s adapter, scrambled after its evaluation was copied.")
     echo("  Its stored evaluation passes the gate; only serving it shows that it answers wrongly.")
     run_id = client.trigger("clm_promotion", {"version": version, "reason": "demo: planted bad version"})

@@ -20,4 +20,4 @@ def write_steady_drop(out_dir: str | Path, tasks: Sequence[str], n: int, seed: i
         raise ValueError("a steady drop needs at least one known task")
     records = [r for task in tasks for r in generate_task(task, n // len(tasks), seed)]
     random.Random(seed).shuffle(records)
-    return write_records(Path(out_dir) / f"{index:02d}_steady_{'_'.join(tasks)}.jsonl", records, "jsonl")
+    return write_records(Path(out_dir) / f"{index:02d}_more_of_the_same.jsonl", records, "jsonl")

@@ -44,7 +44,7 @@ class UpdateRow:
 
 
 HEADER = (
-    f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'drift check':<24} {'ver':>4} {'tasks':>5} {'replay':>6} "
+    f"{'drop':<26} {'cur':>5} {'quar':>4} {'dup':>4} {'drift check':<44} {'ver':>4} {'tasks':>5} {'replay':>6} "
     f"{'AA':>6} {'BWT':>7}  gate"
 )
 
@@ -53,7 +53,7 @@ def format_row(r: UpdateRow) -> str:
     aa = "-" if r.average_accuracy is None else f"{r.average_accuracy:.1f}"
     bwt = "-" if r.backward_transfer is None else f"{r.backward_transfer:+.1f}"
     return (
-        f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.drift:<24} {r.version or '-':>4} "
+        f"{r.drop:<26} {r.curated:>5} {r.quarantined:>4} {r.duplicates:>4} {r.drift:<44} {r.version or '-':>4} "
         f"{r.tasks:>5} "
         f"{r.replay_rows:>6} {aa:>6} {bwt:>7}  {r.gate}"
     )
@@ -71,7 +71,7 @@ def _drift_verdict(cfg: ClmConfig) -> str:
             return "no retrain"
         if fired == ["volume"] and any("no model trained yet" in r.explanation for r in rows):
             return "first data"
-        return "retrain: " + ",".join(fired)
+        return "retrain: " + ", ".join(fired)
 
 
 def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> UpdateRow:

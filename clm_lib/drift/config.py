@@ -75,6 +75,9 @@ class TaskMixSettings(DetectorSettings):
     """False-alarm rate of the test; see ``embedding_mmd.alpha``."""
     column: Literal["task", "response"] = "task"
     """Categorical column compared: ``task`` (product line) or ``response`` (the label)."""
+    new_task_overrides_cooldown: bool = True
+    """A firing that shows a task the reference never had requests a retraining even within the cooldown: the
+    champion has nothing to answer that task with, and waiting out a cooldown would serve it untrained."""
 
 
 class PerplexitySettings(DetectorSettings):

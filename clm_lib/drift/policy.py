@@ -3,7 +3,8 @@
 A retraining is requested when at least one of these holds:
 
 - a detector with ``trigger: true`` fired (``drift`` is True) and is not in its cooldown, i.e. it did not
-  trigger a retraining in the last ``cooldown_hours``;
+  trigger a retraining in the last ``cooldown_hours`` (a task-mix firing that shows a task never seen before
+  overrides the cooldown: the champion cannot serve that task at all);
 - the volume trigger: at least ``volume.min_new_rows`` new curated rows arrived since the last training (with its
   own cooldown).
 
@@ -104,6 +105,14 @@ def volume_result(new_rows: int | None, min_new_rows: int, *, first_training: bo
     )
 
 
+def _new_tasks(res: DriftResult, conf: Any) -> bool:
+    """The result saw tasks the reference never had, and its settings let that override a cooldown."""
+    if not getattr(conf, "new_task_overrides_cooldown", False):
+        return False
+    details = res.details or {}
+    return details.get("column") == "task" and bool(details.get("new_categories"))
+
+
 def _in_cooldown(last: datetime | None, hours: float, now: datetime) -> datetime | None:
     if last is None or hours <= 0:
         return None
@@ -139,15 +148,19 @@ def decide(
     for res in results:
         if not res.drift:
             continue
+        conf = by_name.get(res.detector)
         if res.detector == VOLUME:
             trigger, cooldown = True, settings.volume.cooldown_hours
         else:
-            conf = by_name.get(res.detector)
             trigger, cooldown = (conf.trigger, conf.cooldown_hours) if conf else (True, 0.0)
         if not trigger:
             suppressed[res.detector] = "fired but is set to alert only (trigger: false)"
             continue
         until = _in_cooldown(last_triggered.get(res.detector), cooldown, now)
+        if until is not None and _new_tasks(res, conf):
+            # A task the champion never saw is not the same drift firing again: it has nothing to serve it with.
+            reasons.append(Reason(res.detector, f"{res.explanation} (a new task overrides the cooldown)"))
+            continue
         if until is not None:
             suppressed[res.detector] = (
                 f"fired within its {cooldown:g} h cooldown (it last triggered a retraining at "

@@ -88,3 +88,17 @@ def test_the_first_training_starts_on_the_initial_rows_even_with_volume_off():
     assert "no model trained yet" in enough.reasons[0].explanation
     # Once a model exists the volume trigger's own switch and threshold apply again.
     assert not decide(insufficient, settings, new_rows=5000, now=NOW).retrain
+
+
+def test_a_new_task_overrides_the_cooldown_but_a_mix_shift_does_not():
+    def task_mix(new):
+        return DriftResult("task_mix", Status.OK, True, "the task mix moved",
+                           details={"column": "task", "new_categories": new})
+
+    last = {"task_mix": NOW - timedelta(hours=1)}
+    new_task = decide([task_mix(["thermostats"])], DriftConfig(), last_triggered=last, now=NOW)
+    assert new_task.retrain and "a new task overrides the cooldown" in new_task.reasons[0].explanation
+    shift = decide([task_mix([])], DriftConfig(), last_triggered=last, now=NOW)
+    assert not shift.retrain and "cooldown" in shift.suppressed["task_mix"]
+    off = DriftConfig(task_mix={"new_task_overrides_cooldown": False})
+    assert not decide([task_mix(["thermostats"])], off, last_triggered=last, now=NOW).retrain
