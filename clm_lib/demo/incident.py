@@ -8,13 +8,14 @@ database.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -51,7 +52,8 @@ def _quiet_mlflow() -> Iterator[None]:
     level, os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = logger.level, "false"
     logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        # MLflow prints its run links and version notices itself, to stdout and stderr; an error still raises.
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

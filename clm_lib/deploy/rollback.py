@@ -22,7 +22,7 @@ from clm_lib.deploy.promotion import PREVIOUS, move_champion
 from clm_lib.deploy.rollout import locked, serving_backend
 from clm_lib.deploy.slots import all_on, idle_slot, serving_slot
 from clm_lib.errors import DeployError, ServingError
-from clm_lib.registry.mlflow_registry import CHAMPION, alias_version, client
+from clm_lib.registry.mlflow_registry import CHAMPION, aliases, client
 
 if TYPE_CHECKING:
     from clm_lib.serving.backends.base import ServingBackend
@@ -66,7 +66,10 @@ def rollback(
     be = serving_backend(cfg, backend) if cfg.deploy.strategy != "alias" else None
     with locked(cfg, f"rollback by {actor}"):
         t0 = time.perf_counter()
-        champion = alias_version(cfg, CHAMPION)
+        # One registry round trip for champion and previous: against an MLflow server each call is a request,
+        # and everything before the switch is time the bad version keeps its traffic.
+        current = aliases(cfg)
+        champion = current.get(CHAMPION)
         if to_version is not None:
             _check_registered(cfg, to_version)  # before anything changes
         aborted = _abort_promotion(cfg, be, actor, reason)
@@ -77,13 +80,12 @@ def rollback(
             # Ending the promotion was the rollback: its candidate never became champion.
             return _record(cfg, aborted["version"], champion, aborted["stable_slot"], True, aborted["id"],
                            t0, actor, reason)  # fmt: skip
-        target = to_version or alias_version(cfg, PREVIOUS)
+        target = to_version or current.get(PREVIOUS)
         if target is None:
             raise DeployError(
                 f"no previous version to roll back to: {name}@{PREVIOUS} is not set (version {champion} is the "
                 "first champion); name a version with --to VERSION"
             )
-        _check_registered(cfg, target)  # `previous` may name a version deleted from MLflow since
         if target == champion and (be is None or _serves_all(be, target)):
             raise DeployError(f"version {target} is already the champion and serves all traffic; nothing to do")
         slot, warm = (None, True) if be is None else _switch(cfg, be, target, champion)

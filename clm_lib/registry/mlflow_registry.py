@@ -46,6 +46,16 @@ def alias_version(cfg: ClmConfig, alias: str) -> str | None:
         return None
 
 
+def aliases(cfg: ClmConfig) -> dict[str, str]:
+    """Every alias of the registered model and its version, in one registry call ({} before the first version)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {a: str(v) for a, v in client(cfg).get_registered_model(cfg.registry.model_name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
 def move_alias(
     cfg: ClmConfig, session: Session, alias: str, to_version: str | None, *, actor: str | None, reason: str
 ) -> str | None:
