@@ -56,6 +56,10 @@ class ProductLine:
     """Product-specific small talk that carries no triage signal."""
     tried: tuple[str, ...]
     intents: tuple[Intent, ...]
+    heldout_models: tuple[str, ...] = ()
+    """Product names only held-out tickets use (the base model's corpus never saw them either)."""
+    heldout_details: tuple[str, ...] = ()
+    """Small talk only held-out tickets use."""
 
 
 # Symptom wordings shared across product lines: the source of interference between tasks.
@@ -107,6 +111,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
                 "send port forwarding guide",
             ),
         ),
+        heldout_models=("Aurora X7", "Aurora Mesh M5"),
+        heldout_details=("The router is mounted in the hallway.", "My kids stream games all evening."),
     ),
     "billing": ProductLine(
         task="billing",
@@ -167,6 +173,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
                 timed=False,
             ),
         ),
+        heldout_models=("Student plan", "Premium plan"),
+        heldout_details=("I've been a customer for six years.", "I was billed {amount} EUR last month."),
     ),
     "thermostats": ProductLine(
         task="thermostats",
@@ -204,6 +212,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
             ),
             Intent("login", _LOGIN, "accounts", "reset app password"),
         ),
+        heldout_models=("Climo T7", "Climo Eco"),
+        heldout_details=("It runs the floor heating.", "The thermostat hangs in the hallway."),
     ),
     "ev_chargers": ProductLine(
         task="ev_chargers",
@@ -246,6 +256,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
                 "remote cable unlock",
             ),
         ),
+        heldout_models=("VoltDock 9", "VoltDock 22 Duo"),
+        heldout_details=("I drive a Tesla Model 3.", "It's mounted on the driveway wall."),
     ),
     "payments_api": ProductLine(
         task="payments_api",
@@ -295,6 +307,8 @@ PRODUCT_LINES: dict[str, ProductLine] = {
                 "page on-call engineer",
             ),
         ),
+        heldout_models=("Halcyon Pay API v4", "Billing SDK"),
+        heldout_details=("We call the API from our Python backend.", "Our account ID is {number}."),
     ),
 }
 
@@ -306,6 +320,9 @@ _CLOSINGS = ("Thanks!", "Thanks in advance.", "Please help.", "Any ideas?", "Reg
 _NAMES = ("Maria", "Tom", "Aisha", "Jonas", "Priya", "Lukas", "Chen", "Sofia", "Omar", "Emma", "Kenji", "Ines")
 _SURNAMES = ("Berg", "Novak", "Okafor", "Schmidt", "Rossi", "Kim", "Dubois", "Silva", "Haddad", "Larsen")
 _CITIES = ("Leeds", "Lyon", "Graz", "Porto", "Utrecht", "Aarhus", "Brno", "Turin")
+_HELDOUT_NAMES = ("Lena", "Mateo", "Yuki", "Farah", "Nils")
+_HELDOUT_SURNAMES = ("Moreau", "Nakamura", "Costa", "Lindqvist")
+_HELDOUT_CITIES = ("Ghent", "Bergen", "Krakow", "Seville")
 _NOTES = (
     "Desk note: handed over to the {team} team, who will {action} today.",
     "Internal: {team} asked whether we should {action} first.",
@@ -317,32 +334,35 @@ _BILLING_SUBJECTS = ("my {model}", "our {model}", "the {model} {noun}")
 _API_SUBJECTS = ("the {model}", "our {model} {noun}", "your {model}")
 
 
-def _subject(line: ProductLine, rng: random.Random) -> str:
+def _subject(line: ProductLine, rng: random.Random, heldout: bool = False) -> str:
     shapes = {"billing": _BILLING_SUBJECTS, "payments_api": _API_SUBJECTS}.get(line.task, _SUBJECTS)
-    return rng.choice(shapes).format(model=rng.choice(line.models), noun=rng.choice(line.nouns))
+    models = line.heldout_models if heldout else line.models
+    return rng.choice(shapes).format(model=rng.choice(models), noun=rng.choice(line.nouns))
 
 
-def _fill(text: str, rng: random.Random, name: str) -> str:
+def _fill(text: str, rng: random.Random, name: str, heldout: bool = False) -> str:
     return text.format(
         name=name,
-        city=rng.choice(_CITIES),
+        city=rng.choice(_HELDOUT_CITIES if heldout else _CITIES),
         number=rng.randint(100000, 999999),
         amount=f"{rng.randint(9, 89)}.{rng.randint(0, 99):02d}",
     )
 
 
-def _ticket(line: ProductLine, intent: Intent, rng: random.Random) -> str:
-    name = f"{rng.choice(_NAMES)} {rng.choice(_SURNAMES)}"
-    symptom = rng.choice(intent.symptoms).format(subject=_subject(line, rng))
+def _ticket(line: ProductLine, intent: Intent, rng: random.Random, heldout: bool = False) -> str:
+    first, last = (_HELDOUT_NAMES, _HELDOUT_SURNAMES) if heldout else (_NAMES, _SURNAMES)
+    name = f"{rng.choice(first)} {rng.choice(last)}"
+    symptom = rng.choice(intent.symptoms).format(subject=_subject(line, rng, heldout))
     main = rng.choice(_OPENERS) + symptom + (rng.choice(_WHEN) if intent.timed else "") + "."
     main = main[0].upper() + main[1:]
+    details = line.heldout_details if heldout else line.details
     parts = [
         rng.choice(_GREETINGS),
-        _fill(rng.choice(_INTROS), rng, name),
+        _fill(rng.choice(_INTROS), rng, name, heldout),
         main,
-        _fill(rng.choice(line.details), rng, name) if rng.random() < 0.6 else "",
+        _fill(rng.choice(details), rng, name, heldout) if rng.random() < 0.6 else "",
         rng.choice(line.tried),
-        _fill(rng.choice(_CLOSINGS), rng, name),
+        _fill(rng.choice(_CLOSINGS), rng, name, heldout),
     ]
     return " ".join(p for p in parts if p)
 
@@ -359,12 +379,20 @@ def _line(task: str) -> ProductLine:
         raise ValueError(f"unknown demo task {task!r}; known: {', '.join(TASKS)}") from None
 
 
-def generate_task(task: str, n: int, seed: int) -> list[Record]:
-    """``n`` distinct tickets of one product line with their triage answers; the same for the same seed."""
+def generate_task(task: str, n: int, seed: int, heldout: bool = False) -> list[Record]:
+    """``n`` distinct tickets of one product line with their triage answers; the same for the same seed.
+
+    ``heldout=True`` draws tickets for testing generalisation rather than recall (the continual-learning
+    benchmark's): product names, small talk, customer names and cities that default tickets never use, so no
+    held-out ticket is ever a training ticket. Symptom wordings stay those of default tickets: a model as small
+    as the demo's cannot map a wording it never saw to its intent (measured: 30-38 % exact match on held-out
+    wordings against 96-100 % on held-out names, one product line at a time), which would measure the model's
+    size, not its forgetting.
+    """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     line = _line(task)
-    rng = _rng(seed, "task", task)
+    rng = _rng(seed, "task", task, "heldout") if heldout else _rng(seed, "task", task)
     records: list[Record] = []
     seen: set[str] = set()
     attempts = 0
@@ -373,7 +401,7 @@ def generate_task(task: str, n: int, seed: int) -> list[Record]:
         if attempts > 50 * n + 100:
             raise ValueError(f"cannot draw {n} distinct {task} tickets; the templates allow fewer")
         intent = rng.choice(line.intents)
-        prompt = _ticket(line, intent, rng)
+        prompt = _ticket(line, intent, rng, heldout)
         if prompt in seen:
             continue
         seen.add(prompt)

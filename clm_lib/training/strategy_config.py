@@ -62,12 +62,13 @@ class EwcConfig(_Section):
 
     enabled: bool = False
     """Penalise moving the parameters that mattered to earlier updates."""
-    strength: float = Field(default=0.02, ge=0.0)
+    strength: float = Field(default=0.003, ge=0.0)
     """lambda in ``lambda/2 * sum_i F_i (theta_i - theta*_i)^2``, with ``F`` the normalized accumulated Fisher
-    (see ``normalize``) and ``theta*`` the parameters this update starts from (the parent's). The pull on each
-    parameter is ``lambda * F_i * (theta_i - theta*_i)``, so with ``normalize: mean`` the scale does not depend on
-    the model's size. 0.02 was the largest strength that did not slow learning the next task in a two-task pilot
-    on the tiny demo model (0.2 already did, 1 blocked it); let the benchmark choose."""
+    (see ``normalize``) and ``theta*`` the parameters this update starts from (the parent's). With ``normalize:
+    mean`` the pull on one parameter, ``lambda * F_i * (theta_i - theta*_i)``, has the same scale for every update,
+    but the penalty is a sum over every trainable parameter, so against the language-model loss a larger adapter
+    needs a smaller lambda. 0.003 is what ``clm bench continual`` recommends with replay for the demo model (LoRA r
+    16 on every linear layer); EWC alone helped at no strength it tried (docs/continual.md)."""
     decay: float = Field(default=0.9, ge=0.0, le=1.0)
     """gamma of online EWC: ``F_acc = gamma * F_acc(parent) + F(this update)``. 1 sums every update's importance
     (classic EWC with one penalty per task), 0 remembers only the last update."""

@@ -123,3 +123,15 @@ def test_demo_drops_rotate_formats_and_plant_problems(tmp_path):
     assert 200 < len(billing) <= 200 * 1.06
     assert [r for r in billing if r in clean and r["task"] == "billing"]  # the real tickets are there
     assert any(r["task"] == "routers" for r in billing)  # a re-sent record of an earlier drop
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_heldout_tickets_use_surface_forms_training_never_shows(task):
+    line = PRODUCT_LINES[task]
+    held = generate_task(task, 200, 0, heldout=True)
+    assert held == generate_task(task, 200, 0, heldout=True)
+    assert {r["response"] for r in held} == set(intents(task).values())  # every intent is tested
+    assert not {r["prompt"] for r in held} & {r["prompt"] for r in generate_task(task, 800, 0)}
+    for rec in held:
+        assert any(model in rec["prompt"] for model in line.heldout_models), rec
+        assert not any(model in rec["prompt"] for model in line.models), rec

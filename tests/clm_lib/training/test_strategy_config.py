@@ -10,10 +10,13 @@ from clm_lib.errors import ConfigError
 from clm_lib.training.strategy_config import FreezeConfig
 
 
-def test_every_strategy_but_replay_is_off_by_default(tmp_path: Path):
+def test_the_shipped_config_uses_the_benchmarks_recommendation_and_the_rest_is_off(tmp_path: Path):
+    from clm_lib.training.strategy_config import EwcConfig
+
     training = load_config(environ={"CLM_HOME": str(tmp_path)}).training
     assert training.replay.enabled and training.replay.policy == "task_balanced"
-    assert not (training.ewc.enabled or training.distillation.enabled or training.freeze.active)
+    assert training.ewc.enabled and training.ewc.strength == EwcConfig().strength == 0.003  # docs/continual.md
+    assert not (EwcConfig().enabled or training.distillation.enabled or training.freeze.active)
 
 
 def test_strategies_are_switched_from_the_environment(tmp_path: Path):
