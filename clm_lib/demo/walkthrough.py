@@ -59,19 +59,21 @@ def format_row(r: UpdateRow) -> str:
     )
 
 
-def _drift_verdict(cfg: ClmConfig) -> str:
-    """The newest drift check in one cell: who requested the retraining, or that nobody did."""
+def _drift_verdict(cfg: ClmConfig, requested: bool, training_dag_run_id: str | None) -> str:
+    """The drift check's verdict in one cell: who requested the training this drop started, or nobody.
+
+    Read from the reports linked to the training run, not from the newest check: the hourly check of
+    ``clm_drift_monitor`` may run in between and is not this drop's.
+    """
+    if not requested:
+        return "no retrain"
     with session_scope(cfg.database_url) as s:
-        latest = s.scalars(select(DriftReport).order_by(DriftReport.created_at.desc(), DriftReport.id.desc())).first()
-        if latest is None:
-            return "-"
-        rows = s.scalars(select(DriftReport).where(DriftReport.check_id == latest.check_id)).all()
-        fired = [r.detector for r in rows if r.triggered]
-        if not latest.retrain_requested:
-            return "no retrain"
-        if fired == ["volume"] and any("no model trained yet" in r.explanation for r in rows):
-            return "first data"
-        return "retrain: " + ", ".join(fired)
+        run = s.scalars(select(TrainingRun).where(TrainingRun.airflow_run_id == training_dag_run_id)).first()
+        rows = s.scalars(select(DriftReport).where(DriftReport.training_run_id == run.id)).all() if run else []
+    fired = list(dict.fromkeys(r.detector for r in rows))
+    if fired == ["volume"] and any("no model trained yet" in r.explanation for r in rows):
+        return "first data"
+    return "retrain: " + (", ".join(fired) or "(no linked report)")
 
 
 def _outcome(cfg: ClmConfig, row: UpdateRow, training_run_id: str | None) -> UpdateRow:
@@ -150,7 +152,8 @@ def run_walkthrough(
         ingest = client.wait_for_run("clm_ingest", ingest_id, timeout=180)
         if ingest["state"] != "success":
             raise ClmError(f"clm_ingest run {ingest_id} {ingest['state']}; see the task log in the Airflow UI")
-        check = client.wait_for_new_run("clm_drift_monitor", known_checks, timeout=60)
+        # The check this drop's curated data started, not the hourly one that may run meanwhile.
+        check = client.wait_for_new_run("clm_drift_monitor", known_checks, timeout=60, run_type="asset_triggered")
         if check is None:
             raise ClmError("clm_drift_monitor did not start after new data was curated")
         check = client.wait_for_run("clm_drift_monitor", check["dag_run_id"], timeout=300)
@@ -172,7 +175,8 @@ def run_walkthrough(
                     raise ClmError("clm_promotion did not start after a candidate was registered")
                 # A promotion that a safety rule rolled back ends failed: the table says why, the demo goes on.
                 client.wait_for_run("clm_promotion", promotion["dag_run_id"], timeout=600)
-        row = _outcome(cfg, UpdateRow(drop.name, 0, 0, 0, drift=_drift_verdict(cfg)), training_id)
+        verdict = _drift_verdict(cfg, requested, training_id)
+        row = _outcome(cfg, UpdateRow(drop.name, 0, 0, 0, drift=verdict), training_id)
         row.seconds = time.monotonic() - started
         rows.append(row)
         echo(format_row(row) + f"   ({row.seconds:.0f}s)")

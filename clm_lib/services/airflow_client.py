@@ -96,12 +96,15 @@ class AirflowClient:
                 raise AirflowAPIError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s")
             time.sleep(poll)
 
-    def wait_for_new_run(self, dag_id: str, known: set[str], timeout: float, poll: float = 2.0) -> dict | None:
-        """The first run of ``dag_id`` not in ``known`` (an Asset-triggered one), or None after ``timeout``."""
+    def wait_for_new_run(
+        self, dag_id: str, known: set[str], timeout: float, poll: float = 2.0, run_type: str | None = None
+    ) -> dict | None:
+        """The first run of ``dag_id`` not in ``known`` (of ``run_type`` if given, e.g. ``asset_triggered``),
+        or None after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for run in self.runs(dag_id):
-                if run["dag_run_id"] not in known:
+                if run["dag_run_id"] not in known and run_type in (None, run.get("run_type")):
                     return run
             time.sleep(poll)
         return None

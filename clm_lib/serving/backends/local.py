@@ -187,6 +187,11 @@ class LocalBackend(ServingBackend):
             empty = [s for s, w in weights.items() if w > 0 and s not in state["slots"]]
             if empty:
                 raise ServingError(f"slot {empty[0]} has no model deployed; deploy before sending it traffic")
+            # The router refuses slots its own health checks saw fail, but a slot killed since its last check
+            # would still pass there: its process is gone now, which is cheap and certain to see.
+            dead = [s for s, w in weights.items() if w > 0 and processes.find(self.cfg, self._component(s)) is None]
+            if dead:
+                raise ServingError(f"slot {dead[0]} is not healthy: process not running; redeploy it first")
             try:
                 resp = self.http.put(
                     f"{self.router_url}/router/weights",
