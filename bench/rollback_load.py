@@ -111,7 +111,7 @@ def section(rows: list[dict], run: LoadRun) -> dict:
         "load": load_summary(run),
     }
     if rows and "switch_ms" in rows[0]:
-        out["switch_ms"] = summary([r["switch_ms"] for r in rows], 1.0, 2)
+        out["switch_ms"] = summary([r["switch_ms"] for r in rows if r["switch_ms"] is not None], 1.0, 2)
     out["per_move"] = rows
     return out
 

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from clm_lib.config import ClmConfig, load_config
 from clm_lib.deploy import commands as deploy_cli
+from clm_lib.deploy import watch_commands
 from clm_lib.errors import ClmError
+from clm_lib.redaction import redact_url
 from clm_lib.services import airflow_home, health, processes
 from clm_lib.serving import cli as serving_cli
 from clm_lib.training import train_cli
@@ -35,6 +38,13 @@ class _ClmGroup(click.Group):
             return super().invoke(ctx)
         except ClmError as exc:
             click.echo(f"clm: error: {exc}", err=True)
+            ctx.exit(2)
+        except DBAPIError as exc:
+            from clm_lib.reporting.stores import first_line  # the reporting package: not on every command's path
+
+            # A database that is down, refuses the login or was never migrated: the driver's first line says which.
+            click.echo(f"clm: error: clm's database: {first_line(exc)} (run `clm init` to create or migrate it)",
+                       err=True)
             ctx.exit(2)
 
 
@@ -86,7 +96,7 @@ def _credentials_hint(cfg: ClmConfig) -> str:
 )
 def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str | None) -> None:
     """Prepare CLM_HOME: airflow.cfg, Airflow's and clm's databases, and an admin login. Safe to re-run."""
-    from clm_lib import db
+    from clm_lib import audit, db
 
     cfg = get_config()
     t0 = time.monotonic()
@@ -100,7 +110,8 @@ def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str 
     )
     env = airflow_home.airflow_env(cfg)
     _step("airflow db", lambda: airflow_home.migrate_airflow_db(cfg, env, log), lambda _: "migrated")
-    _step("clm db", lambda: db.upgrade(cfg.database_url), lambda _: "migrated")
+    _step("audit key", lambda: audit.key_source(cfg.home, create=True), str)
+    _step("clm db", lambda: db.upgrade(cfg.database_url, audit_key=audit.audit_key(cfg.home)), lambda _: "migrated")
     cfg.landing_dir.mkdir(parents=True, exist_ok=True)
     creds = _step(
         "admin user",
@@ -112,12 +123,13 @@ def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str 
         lambda: airflow_home.ensure_role_users(cfg, env, log),
         lambda cs: ", ".join(f"{c.username} {'created' if c.created else 'kept'}" for c in cs),
     )
+    _step("plugin nav", lambda: airflow_home.grant_plugin_view(env, log), lambda roles: f"readable by {roles}")
     click.echo(f"Ready in {time.monotonic() - t0:.1f} s. Start it with `clm up`, then open:")
     click.echo(f"  Airflow  {stack.airflow_url}  login: {creds.username} / {creds.password}")
     click.echo(f"           (kept in {airflow_home.credentials_path(cfg)}, mode 0600)")
     others = ", ".join(f"{name} ({role})" for name, role in airflow_home.ROLE_USERS.items())
     click.echo(f"           also {others}: passwords in {cfg.home}/<user>-credentials")
-    click.echo(f"  MLflow   {stack.tracking_uri}")
+    click.echo(f"  MLflow   {redact_url(stack.tracking_uri)}")
 
 
 class _Progress:
@@ -224,7 +236,7 @@ def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> Non
         raise ClmError(f"{cfg.home} is not initialised: run `clm init` first")
     stack, missing = _what_to_start(cfg, airflow_port, mlflow_port)
     if not missing:
-        click.echo(f"clm is already running: Airflow {stack.airflow_url}, MLflow {stack.tracking_uri}")
+        click.echo(f"clm is already running: Airflow {stack.airflow_url}, MLflow {redact_url(stack.tracking_uri)}")
         return
     processes.check_ports_free(stack, [c.name for c in missing])
     processes.save_stack(cfg, stack)
@@ -239,7 +251,7 @@ def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> Non
         sys.exit(130)
     click.echo(f"clm is up ({time.monotonic() - t0:.1f} s)")
     click.echo(f"  Airflow  {stack.airflow_url}  {_credentials_hint(cfg)}")
-    click.echo(f"  MLflow   {stack.tracking_uri}")
+    click.echo(f"  MLflow   {redact_url(stack.tracking_uri)}")
     click.echo(f"  logs     {cfg.logs_dir}")
 
 
@@ -373,6 +385,33 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
     click.echo("  stop     make down   (or: clm down)")
 
 
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit log: who changed what, when and why, in a hash chain that shows tampering."""
+
+
+@audit_group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first entry that was edited, deleted or reordered."""
+    from clm_lib import audit
+    from clm_lib.db import session_scope
+    from clm_lib.reporting.stores import missing_sqlite
+
+    cfg = get_config()
+    missing = missing_sqlite(cfg.database_url)
+    if missing:
+        raise ClmError(f"no clm database at {missing}: run `clm init` first")
+    with session_scope(cfg.database_url) as s:
+        result = audit.verify(s, audit.audit_key(cfg.home))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(result.message if result.ok else f"clm: audit chain broken: {result.message}", err=not result.ok)
+    ctx.exit(0 if result.ok else 1)
+
+
 @cli.group()
 def drift() -> None:
     """Drift checks: what the clm_drift_monitor DAG runs, by hand or from another scheduler."""
@@ -447,8 +486,8 @@ def env_cmd(as_json: bool) -> None:
             click.echo(f"export {key}={shlex.quote(value)}")
 
 
-# Serving (clm_lib/serving/cli.py): clm serve, clm router, clm slots.
-for _command in (serving_cli.serve, serving_cli.router, serving_cli.slots):
+# Serving (clm_lib/serving/cli.py): clm serve, clm router, clm slots, clm keys, clm feedback.
+for _command in (serving_cli.serve, serving_cli.router, serving_cli.slots, serving_cli.keys, serving_cli.feedback):
     cli.add_command(_command)
 
 # One continual update from files, in-process or under the deepspeed launcher (clm_lib/training/train_cli.py).
@@ -457,6 +496,8 @@ cli.add_command(train_cli.train)
 # Promotion and rollback (clm_lib/deploy/commands.py): clm promote, clm rollback, clm deployments.
 for _command in (deploy_cli.promote_cmd, deploy_cli.rollback_cmd, deploy_cli.deployments_cmd):
     cli.add_command(_command)
+# After promotion (clm_lib/deploy/watch_commands.py): clm deploy reconcile, clm deploy guard.
+cli.add_command(watch_commands.deploy_group)
 
 
 def main() -> None:

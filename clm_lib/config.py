@@ -19,9 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clm_lib.deploy.config import DeployConfig
+from clm_lib.deploy.config import DeployConfig, check_lease
 from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
+from clm_lib.redaction import SecretUrl, redact_text
 from clm_lib.serving.config import ServingConfig
 from clm_lib.training.adapter_config import AdaptersConfig
 from clm_lib.training.strategy_config import DistillationConfig, EwcConfig, FreezeConfig, ReplayConfig
@@ -54,8 +55,9 @@ class PathsConfig(_Section):
 class DatabaseConfig(_Section):
     """clm's own state database (never Airflow's metadata DB)."""
 
-    url: str | None = None
-    """SQLAlchemy URL (``$CLM_DATABASE_URL`` wins). Default: SQLite file ``clm.db`` under home."""
+    url: SecretUrl | None = None
+    """SQLAlchemy URL (``$CLM_DATABASE_URL`` wins). Default: SQLite file ``clm.db`` under home. A secret: dumps and
+    messages show it without its password (``clm_lib/redaction.py``); ``ClmConfig.database_url`` is the real one."""
 
 
 class DataConfig(_Section):
@@ -77,6 +79,37 @@ class DataConfig(_Section):
     """Share of records held out for evaluation, chosen by content hash so it is stable."""
     gx_suite: str = "curated_records"
     """Name of the Great Expectations suite in ``include/gx/`` that decides what is curated."""
+    encoding: str = "utf-8"
+    """Text encoding of JSONL and CSV files: ``utf-8`` (strict: lines that are not UTF-8 are quarantined, with the
+    encoding the file looks like named in the reason), ``auto`` (a file that is not UTF-8 is read as the encoding it
+    clearly looks like: Windows-1252/Latin-1, or UTF-16 with a BOM), or any Python codec name (``cp1252``...).
+    See ``clm_lib/data/encoding.py``."""
+    max_file_bytes: int = Field(default=512 * 1024**2, ge=1)
+    """A landing file larger than this on disk is not read: it is quarantined as a whole (``file_too_large``)."""
+    max_decoded_bytes: int = Field(default=1024**3, ge=1)
+    """Largest size of one file's records once decoded (Arrow bytes). Parquet is read in batches and refused
+    (``decoded_too_large``) as soon as it passes this, so a compression bomb never fills memory."""
+    max_rows_per_file: int = Field(default=5_000_000, ge=1)
+    """A file with more records than this is quarantined as a whole (``too_many_rows``): split it."""
+    allow_hard_links: bool = False
+    """Read landing files that have other hard links. Off: such a file may be another file's content (outside the
+    landing folder) under a new name, so it is quarantined as a whole (``hard_link_refused``). Symlinks, FIFOs and
+    devices are never read."""
+    max_attempts: int = Field(default=2, ge=1)
+    """A file whose ingestion crashed this many times (an error, or the process killed mid-batch: out of memory)
+    is moved to ``landing/failed/`` with the error, so the files after it go on."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        if v not in ("utf-8", "auto"):
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown text encoding {v!r} (use utf-8, auto or a Python codec name)") from None
+        return v
 
     @model_validator(mode="after")
     def _bounds(self) -> DataConfig:
@@ -84,6 +117,43 @@ class DataConfig(_Section):
             raise ValueError("min_prompt_chars must not exceed max_prompt_chars")
         if self.min_response_chars > self.max_response_chars:
             raise ValueError("min_response_chars must not exceed max_response_chars")
+        return self
+
+
+DEFAULT_PROMPT_TEMPLATE = "Support request:\n{prompt}\nTriage:"
+"""The demo's template: no task id in it, the request itself names the product, as a live request would."""
+
+
+class PromptConfig(_Section):
+    """How a request becomes model input (``clm_lib/modeling/prompt.py``). A trained adapter keeps the format it was
+    trained with, so changing this affects the next training, not the versions already registered."""
+
+    kind: Literal["template", "chat"] = "template"
+    """``template``: ``template`` with the request in place of ``{prompt}``. ``chat``: the tokenizer's own chat
+    template (a user's chat model), the request as the user message; its EOS token must end an assistant turn."""
+    template: str = DEFAULT_PROMPT_TEMPLATE
+    """Used when ``kind`` is ``template``: text with exactly one field, ``{prompt}`` (write other braces as ``{{``
+    and ``}}``). The answer is trained to follow it after one space."""
+    system: str | None = None
+    """Used when ``kind`` is ``chat``: a system message put before every request (none by default)."""
+
+    @field_validator("template")
+    @classmethod
+    def _one_prompt_field(cls, v: str) -> str:
+        import string
+
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(v) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
+        if fields != ["prompt"]:
+            raise ValueError(f"must contain {{prompt}} exactly once and no other field, found {fields or 'none'}")
+        return v
+
+    @model_validator(mode="after")
+    def _system_needs_chat(self) -> PromptConfig:
+        if self.system is not None and self.kind != "chat":
+            raise ValueError("system is only used with kind: chat (put it in the template instead)")
         return self
 
 
@@ -116,6 +186,8 @@ class ModelConfig(_Section):
     """Warm-up pretraining steps of a built demo model on unlabelled support text (0: leave it random)."""
     pretrain_learning_rate: float = Field(default=3e-3, gt=0)
     """Learning rate of that warm-up pretraining."""
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    """The prompt format: a plain template (the demo's) or the tokenizer's chat template."""
 
 
 class LoraConfig(_Section):
@@ -134,8 +206,18 @@ class LoraConfig(_Section):
 class TrainingConfig(_Section):
     """The continual training loop."""
 
-    min_new_rows: int = Field(default=200, ge=1)
-    """A scheduled run trains only when at least this many new curated rows arrived."""
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_min_new_rows(cls, data: Any) -> Any:
+        # Issue #9: one answer to "is there enough new data", the drift policy's. A silent mapping would be wrong
+        # (the two thresholds meant different runs), so a file that still sets it hears what to set instead.
+        if isinstance(data, dict) and "min_new_rows" in data:
+            raise ValueError(
+                "training.min_new_rows was removed: the drift policy alone decides when enough new data arrived; "
+                "set drift.volume.min_new_rows (and drift.volume.initial_rows for the first training) instead"
+            )
+        return data
+
     max_steps: int = Field(default=200, ge=1)
     """Optimizer steps per update."""
     batch_size: int = Field(default=16, ge=1)
@@ -176,8 +258,9 @@ class EvaluationConfig(_Section):
 class RegistryConfig(_Section):
     """MLflow tracking and registry."""
 
-    tracking_uri: str | None = None
-    """MLflow tracking URI (``$MLFLOW_TRACKING_URI`` wins). Default: SQLite under home."""
+    tracking_uri: SecretUrl | None = None
+    """MLflow tracking URI (``$MLFLOW_TRACKING_URI`` wins). Default: SQLite under home. A secret, like
+    ``database.url``; ``ClmConfig.tracking_uri`` is the real one."""
     experiment: str = "clm"
     model_name: str = "clm-assistant"
     """Registered model name; aliases ``champion`` and ``challenger`` live on it."""
@@ -229,6 +312,11 @@ class ClmConfig(_Section):
             raise ValueError("tasks must be unique")
         return v
 
+    @model_validator(mode="after")
+    def _deploy_lease(self) -> ClmConfig:
+        check_lease(self.deploy, self.serving)  # the deploy lock's lease outlasts every serving call under it
+        return self
+
     # --- resolved locations -------------------------------------------------------------
     @property
     def home(self) -> Path:
@@ -259,16 +347,21 @@ class ClmConfig(_Section):
     def base_model_dir(self) -> Path:
         return self.path(self.model.base_path)
 
+    # The real URLs, password included: pass them only to what connects, never to a message or a file.
     @property
     def database_url(self) -> str:
-        return self.database.url or f"sqlite:///{self.home / 'clm.db'}"
+        url = self.database.url
+        return (url.get_secret_value() if url else "") or f"sqlite:///{self.home / 'clm.db'}"
 
     @property
     def tracking_uri(self) -> str:
-        return self.registry.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        uri = self.registry.tracking_uri
+        return (uri.get_secret_value() if uri else "") or f"sqlite:///{self.home / 'mlflow.db'}"
 
     def config_hash(self) -> str:
-        """Stable hash of the effective settings, recorded with every model for lineage."""
+        """Stable hash of the effective settings, recorded with every model for lineage.
+
+        Secret fields enter it redacted, so rotating a password neither changes it nor can be read back from it."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -303,7 +396,9 @@ def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[s
         try:
             node[parts[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{key}: value is not valid YAML ({exc})") from None
+            # Not the parser's excerpt of the value: the value may be a secret URL.
+            problem = getattr(exc, "problem", None) or "cannot parse"
+            raise ConfigError(f"{key}: value is not valid YAML ({problem})") from None
     return raw
 
 
@@ -312,14 +407,29 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if isinstance(given, dict) else f" (got {redact_text(repr(given))})"
         lines.append(f"{field}: {err['msg']}{shown}")
     return f"invalid clm config {source}:\n  " + "\n  ".join(lines)
+
+
+# Variables that say which config or home to use; without one, clm runs only from the root of a checkout.
+_LOCATING_ENV = ("CLM_CONFIG", "CLM_HOME", f"{ENV_PREFIX}PATHS__HOME")
+NO_CONFIG = (
+    "no clm config found: run inside a clm checkout (its root folder), set CLM_CONFIG and CLM_HOME, "
+    'or eval "$(clm env)" there first'
+)
+
+
+def _in_checkout(folder: Path) -> bool:
+    return (folder / "include" / "clm.yaml").is_file()
 
 
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> ClmConfig:
     """Load, override from the environment, and validate. Raises :class:`ConfigError`."""
     environ = dict(os.environ if environ is None else environ)
+    if path is None and not any(environ.get(k) for k in _LOCATING_ENV) and not _in_checkout(Path.cwd()):
+        # The shipped config puts home at ./.clm: anywhere else clm would create a stray, empty state folder.
+        raise ConfigError(NO_CONFIG)
     path = Path(path or environ.get("CLM_CONFIG") or DEFAULT_CONFIG)
     try:
         text = path.read_text(encoding="utf-8")
@@ -328,7 +438,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"clm config {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"clm config {path} is not valid YAML: {redact_text(str(exc))}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"clm config {path} must be a mapping of sections, got {type(raw).__name__}")
     raw = _apply_env_overrides(raw, environ)

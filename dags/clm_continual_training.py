@@ -1,12 +1,17 @@
 """clm_continual_training: a retrain request -> a continual update -> every task evaluated -> a candidate.
 
 Scheduled on the ``clm_retrain_request`` Asset, which ``clm_drift_monitor`` emits when drift or volume call for a
-retraining; the run records that decision (and links it to the drift reports). Manual runs train when at least
-``training.min_new_rows`` new rows arrived, or with force:
+retraining; the run records that decision (and links it to the drift reports). Manual runs train when the drift
+policy's volume rule finds enough new rows (``drift.volume.min_new_rows``), or with force:
 ``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``.
+Whatever started it, the candidate then goes through ``clm_promotion`` (gate, canary, bake) and becomes champion
+when it passes, with no person asked.
+
+``train`` and ``register`` retry once: a retry resumes the killed try's checkpoint on the same inputs and finds a
+version already registered for the run (docs/reliability.md), so a lost worker costs minutes, not a run.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -24,14 +29,20 @@ with DAG(
     tags=["clm"],
     doc_md=__doc__,
     params={
-        "force": Param(False, type="boolean", description="Train even below training.min_new_rows"),
+        "force": Param(
+            False,
+            type="boolean",
+            description="Train even below drift.volume.min_new_rows. The candidate is promoted automatically when "
+            "it passes the gate and the canary.",
+        ),
         "reason": Param("", type="string", description="Why you trigger it (kept with the run)"),
         "drift_check_id": Param(
             "", type="string", description="The drift check that requested this run (set by clm_retrain_watch)"
         ),
     },
 ):
-    train = ContinualTrainOperator(task_id="train")
+    retry = {"retries": 1, "retry_delay": timedelta(seconds=30)}
+    train = ContinualTrainOperator(task_id="train", **retry)
     evaluate = EvaluateOperator(task_id="evaluate", training_run_id=train.output)
-    register = RegisterOperator(task_id="register", training_run_id=train.output)
+    register = RegisterOperator(task_id="register", training_run_id=train.output, **retry)
     train >> evaluate >> register

@@ -1,7 +1,7 @@
 """clm_ingest: files in the landing folder -> raw / curated / quarantine Delta tables.
 
 Emits the ``clm_curated`` Asset event (with row counts) when new rows were curated; that event
-schedules ``clm_continual_training``.
+schedules ``clm_drift_monitor``, whose retrain request in turn schedules ``clm_continual_training``.
 """
 
 from datetime import datetime, timedelta

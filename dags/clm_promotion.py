@@ -11,6 +11,7 @@ from datetime import datetime
 from airflow.sdk import DAG, Param
 
 from clm_lib.airflow.assets import CANDIDATE
+from clm_lib.airflow.callbacks import settle_deployment
 from clm_lib.airflow.operators.promotion import CanaryOperator, DeployOperator, GateOperator, PromoteOperator
 
 with DAG(
@@ -21,8 +22,9 @@ with DAG(
     max_active_runs=1,
     tags=["clm"],
     doc_md=__doc__,
-    # Each step records its outcome and ends the deployment when it fails; a retry would find it ended.
-    default_args={"retries": 0},
+    # Each step records its outcome and ends the deployment when it fails; a retry would find it ended. A task
+    # killed mid-step ends nothing: its failure callback has the reconciler end the deployment (docs/deploy.md).
+    default_args={"retries": 0, "on_failure_callback": settle_deployment},
     params={
         "version": Param(None, type=["null", "string"], description="Model version (default: from the event)"),
         "reason": Param("", type="string", description="Why you promote it (kept with the deployment)"),

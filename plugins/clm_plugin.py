@@ -3,8 +3,10 @@
 The views are Flask-AppBuilder views (``appbuilder_views``), which the FAB provider serves under
 ``/pluginsv2/``. Registered without a ``name`` they get no legacy FAB menu; the ``external_views`` entries
 below put them in the React navigation instead, rendered in an iframe at ``/plugin/<url_route>``.
-``nav_top_level``: Airflow 3.3's sidebar folds two or more plugin entries into a "Plugins" menu; clm's pages
-are its main screens, so each keeps its own sidebar button.
+``nav_top_level``: Airflow 3.3's sidebar folds two or more plugin entries without it into a "Plugins" menu, one
+submenu per ``category``. With a dozen clm screens, only the hub (Overview) and Serving keep their own sidebar
+button; the rest sit under Plugins → "Continual learning", and every clm page links every screen in its tab bar
+(one list: ``clm_ui.SCREENS``).
 The REST API (``clm_api``, a ``fastapi_apps`` entry) answers at ``/clm/api/``.
 """
 
@@ -14,39 +16,22 @@ from functools import cached_property
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
-from clm_ui import CATEGORY, ROUTE_BASE
+from clm_ui import CATEGORY, ROUTE_BASE, SCREENS
 
 
 class ClmPlugin(AirflowPlugin):
     name = "clm"
     external_views = [
         {
-            "name": "Continual learning",
+            "name": name,
             "category": CATEGORY,
-            "href": f"/pluginsv2{ROUTE_BASE}/",
-            "url_route": "clm-overview",
+            "href": f"/pluginsv2{ROUTE_BASE}{path}",
+            "url_route": url_route,
             "destination": "nav",
-            "nav_top_level": True,
-            "icon": f"/pluginsv2{ROUTE_BASE}/static/icon.svg",
-        },
-        {
-            "name": "Drift",
-            "category": CATEGORY,
-            "href": f"/pluginsv2{ROUTE_BASE}/drift",
-            "url_route": "clm-drift",
-            "destination": "nav",
-            "nav_top_level": True,
-            "icon": f"/pluginsv2{ROUTE_BASE}/static/drift.svg",
-        },
-        {
-            "name": "Serving",
-            "category": CATEGORY,
-            "href": f"/pluginsv2{ROUTE_BASE}/serving",
-            "url_route": "clm-serving",
-            "destination": "nav",
-            "nav_top_level": True,
-            "icon": f"/pluginsv2{ROUTE_BASE}/static/serving.svg",
-        },
+            "nav_top_level": top_level,
+            "icon": f"/pluginsv2{ROUTE_BASE}/static/{icon}",
+        }
+        for path, name, url_route, icon, top_level, _group, _tab in SCREENS
     ]
 
     # Every task loads every plugin (task_runner.get_template_context integrates plugin macros), and only
@@ -54,9 +39,17 @@ class ClmPlugin(AirflowPlugin):
     # would add ~3 s to each task on a small machine, so they are imported on first read instead.
     @cached_property
     def appbuilder_views(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        from clm_ui.views import DriftView, OverviewView, ServingView
+        from clm_ui.views import AuditView, DriftView, OverviewView, ReportView, ReviewView, ServingView
+        from clm_ui.views_data import DataVersionsView, IngestionView
+        from clm_ui.views_registry import RegistryView
+        from clm_ui.views_setup import GettingStartedView, IntegrationsView
+        from clm_ui.views_training import StrategyView, TrainingView
 
-        return [{"view": OverviewView()}, {"view": DriftView()}, {"view": ServingView()}]
+        return [{"view": OverviewView()}, {"view": DriftView()}, {"view": ServingView()}, {"view": AuditView()},
+                {"view": ReviewView()}, {"view": ReportView()}, {"view": IngestionView()},
+                {"view": DataVersionsView()}, {"view": TrainingView()}, {"view": StrategyView()},
+                {"view": IntegrationsView()}, {"view": GettingStartedView()},
+                {"view": RegistryView()}]  # fmt: skip
 
     @cached_property
     def flask_blueprints(self) -> list[Any]:  # type: ignore[override]

@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# The audit log's HMAC key (clm_lib/audit.py): a throwaway one, so no test writes a key file into the checkout.
+os.environ.setdefault("CLM_AUDIT_KEY", "test-audit-key-" + os.urandom(8).hex())
 # Keep Airflow (imported by DAG and plugin tests) away from ~/airflow: a throwaway home per test session.
 if "AIRFLOW_HOME" not in os.environ:
     import tempfile
@@ -128,7 +130,8 @@ def register_version():
     that moves aliases and gates, never loads the model)."""
     from clm_lib.db import session_scope
     from clm_lib.db.models import Evaluation, TrainingRun
-    from clm_lib.registry.mlflow_registry import CHALLENGER, client, move_alias
+    from clm_lib.registry.aliases import CHALLENGER
+    from clm_lib.registry.mlflow_registry import client, move_alias
 
     def register(cfg, scores: dict[str, float] | None = None, *, challenger: bool = True) -> str:
         scores = scores or {"routers": 90.0}

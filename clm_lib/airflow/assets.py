@@ -1,4 +1,5 @@
-"""Assets that chain clm's DAGs: new curated data -> continual training -> a candidate to promote."""
+"""Assets that chain clm's DAGs: new curated data -> drift check -> retrain request -> continual training -> a
+candidate to promote."""
 
 from airflow.sdk import Asset
 

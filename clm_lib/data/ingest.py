@@ -13,6 +13,15 @@ All lines also go to ``raw`` as they arrived. The batch id is derived from the f
 Delta appends carry the batch id as a Delta transaction id, so tables it already reached are not
 written twice, and dedupe ignores the batch's own earlier rows, so its counts come out the same.
 
+A landing file is opened once, without following links (:mod:`clm_lib.data.landing`), and hashed and read
+from that descriptor. A file that must not be read (a link, a FIFO, over a ``data.max_*`` cap) becomes one
+quarantine row describing it, never its content, and counts as one row in and one quarantined.
+
+A batch left ``running`` was interrupted (the process was killed); the next run logs that in its notes and
+retries it. After ``data.max_attempts`` crashed attempts the file is set aside in ``landing/failed/``, so one
+file that kills the process every time cannot block every file after it. ``fault_point`` calls mark the steps
+the crash tests kill (docs/reliability.md).
+
 Ingests must not run concurrently (the DAG runs one at a time): two batches holding the same new
 record at the same moment would both curate it.
 """
@@ -22,9 +31,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
+import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +46,13 @@ import pyarrow.compute as pc
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.data import lake
-from clm_lib.data.readers import ReadResult, file_format, read_file
+from clm_lib.data.landing import FileRefused, list_landing, move, open_untrusted, read_capped, subfolder, write_note
+from clm_lib.data.readers import EXTENSIONS, Limits, ReadResult, file_format, read_parquet, read_text
 from clm_lib.data.records import FIELDS, TIMESTAMP, content_ids, normalise, splits
 from clm_lib.db import session_scope
 from clm_lib.db.models import IngestionBatch, ValidationResult, utcnow
 from clm_lib.errors import IngestError
+from clm_lib.faults import fault_point
 from clm_lib.validation.suite import SuiteResult, SuiteSpec, load_suite, validate
 
 log = logging.getLogger(__name__)
@@ -58,7 +70,8 @@ class BatchResult:
     source_format: str
     file_sha256: str
     status: str
-    """``committed``, ``skipped`` (this file was already ingested) or ``failed``."""
+    """``committed`` (also for a file quarantined as a whole: see ``refused``), ``skipped`` (this file was
+    already ingested) or ``failed``."""
     rows_in: int = 0
     rows_curated: int = 0
     rows_quarantined: int = 0
@@ -73,18 +86,13 @@ class BatchResult:
     validation_success: bool | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: str | None = None
+    """Why the file was quarantined as a whole instead of read (a link, a FIFO, over a cap); it goes to
+    ``landing/failed/``."""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _file_sha256(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def batch_id_for(file_sha256: str, name: str) -> str:
@@ -177,83 +185,173 @@ def _counts(values: pa.ChunkedArray | pa.Array) -> dict[str, int]:
     return dict(sorted(Counter(values.to_pylist()).items()))
 
 
+ATTEMPT = re.compile(r"^attempt (\d+) (started|failed|interrupted)\b")
+GAVE_UP = "gave_up"
+"""Batch status once clm stopped retrying a file that kept crashing (the file is in ``landing/failed/``)."""
+
+
+def _attempts(history: list[str]) -> tuple[int, int]:
+    """(attempts started, attempts that crashed) in a batch's attempt log."""
+    found = [m.group(2) for m in map(ATTEMPT.match, history) if m]
+    return found.count("started"), found.count("failed") + found.count("interrupted")
+
+
 def _record_start(cfg: ClmConfig, batch_id: str, source: str, fmt: str, sha: str) -> IngestionBatch | None:
-    """Mark the batch running; return the stored batch when it was already committed."""
+    """Mark the batch running; return the stored batch when it was already committed.
+
+    Until it commits, the batch's ``notes`` are its attempt log. A batch found ``running`` was left so by a
+    process that died (ingests never run concurrently); its attempt is logged as interrupted. Raises
+    :class:`IngestError` once ``data.max_attempts`` attempts crashed, so the caller sets the file aside.
+    """
+    gave_up = None
     with session_scope(cfg.database_url) as s:
         stored = s.get(IngestionBatch, batch_id)
         if stored is not None and stored.status == "committed":
             return stored
         if stored is None:
-            s.add(IngestionBatch(id=batch_id, source=source, source_format=fmt, file_sha256=sha, status="running"))
+            s.add(IngestionBatch(id=batch_id, source=source, source_format=fmt, file_sha256=sha, status="running",
+                                 notes=[f"attempt 1 started at {utcnow():%Y-%m-%d %H:%M:%S}"]))
+            return None
+        # A file clm gave up on was moved to failed/; seeing it again means someone dropped it again on purpose.
+        history = [] if stored.status == GAVE_UP else list(stored.notes or [])
+        started, crashed = _attempts(history)
+        started = started or int(stored.status != GAVE_UP)  # a batch written before attempts were logged
+        if stored.status == "running":
+            history.append(f"attempt {started} interrupted: the process ended before finishing it "
+                           "(killed, out of memory?)")
+            crashed += 1
+        if crashed >= cfg.data.max_attempts:
+            gave_up = f"ingestion crashed {crashed} times on this file (last: {history[-1]})"
+            stored.status, stored.error, stored.finished_at, stored.notes = GAVE_UP, gave_up, utcnow(), history
+            audit.record(s, action="ingest_gave_up", target=f"ingestion_batch:{batch_id}", reason=gave_up,
+                         details={"source": source, "attempts": started})
         else:
+            history.append(f"attempt {started + 1} started at {utcnow():%Y-%m-%d %H:%M:%S}")
             stored.status, stored.error, stored.started_at, stored.source = "running", None, utcnow(), source
+            stored.notes = history
+    if gave_up:
+        raise IngestError(f"{source}: {gave_up}; set aside so that the files after it go on: fix the cause "
+                          "and drop it again")
     return None
 
 
-def _record_failure(cfg: ClmConfig, batch_id: str, error: str) -> None:
+def _record_failure(cfg: ClmConfig, batch_id: str, error: str, *, final: bool) -> int:
+    """Log the failed attempt; return how many attempts crashed. ``final``: the file is being set aside."""
     with session_scope(cfg.database_url) as s:
         stored = s.get(IngestionBatch, batch_id)
-        stored.status, stored.error, stored.finished_at = "failed", error[:4000], utcnow()
+        history = list(stored.notes or [])
+        started, crashed = _attempts(history)
+        started = max(started, 1)
+        history.append(f"attempt {started} failed: {error[:1000]}")
+        crashed += 1
+        final = final or crashed >= cfg.data.max_attempts
+        stored.status, stored.error, stored.finished_at = GAVE_UP if final else "failed", error[:4000], utcnow()
+        stored.notes = history
+        if final:
+            audit.record(s, action="ingest_gave_up", target=f"ingestion_batch:{batch_id}", reason=error[:1000],
+                         details={"source": stored.source, "attempts": started})
+    return crashed
 
 
-def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult, actor: str | None) -> None:
+def _record_commit(cfg: ClmConfig, result: BatchResult, verdict: SuiteResult | None, actor: str | None) -> None:
+    """Commit the batch; ``verdict`` is None for a file quarantined as a whole (no record was validated)."""
     with session_scope(cfg.database_url) as s:
         stored = s.get(IngestionBatch, result.batch_id)
+        crashed = [n for n in stored.notes or [] if (m := ATTEMPT.match(n)) and m.group(2) != "started"]
+        if crashed:  # keep the attempt log, so a batch that needed a retry says so
+            result.notes = [*crashed, *result.notes]
         for name in (
             "status", "rows_in", "rows_curated", "rows_quarantined", "rows_duplicate", "task_counts",
             "quarantine_reasons", "raw_version", "curated_version", "quarantine_version", "notes",
         ):
             setattr(stored, name, getattr(result, name))
+        stored.error = result.refused
         stored.finished_at = utcnow()
-        s.add(
-            ValidationResult(
-                batch_id=result.batch_id,
-                suite=verdict.suite,
-                success=verdict.success,
-                evaluated=verdict.evaluated,
-                failed=verdict.failed,
-                expectations=verdict.expectations,
+        if verdict is not None:
+            s.add(
+                ValidationResult(
+                    batch_id=result.batch_id,
+                    suite=verdict.suite,
+                    success=verdict.success,
+                    evaluated=verdict.evaluated,
+                    failed=verdict.failed,
+                    expectations=verdict.expectations,
+                )
             )
-        )
         audit.record(
             s,
-            action="ingest_batch",
+            action="ingest_refused" if result.refused else "ingest_batch",
             actor=actor,
             target=f"ingestion_batch:{result.batch_id}",
-            to_value=f"curated v{result.curated_version}",
-            reason=f"ingested {result.source}",
+            to_value=(f"quarantine v{result.quarantine_version}" if result.refused
+                      else f"curated v{result.curated_version}"),
+            reason=result.refused or f"ingested {result.source}",
             details={k: getattr(result, k) for k in ("rows_in", "rows_curated", "rows_quarantined", "rows_duplicate")},
         )
 
 
 def ingest_file(cfg: ClmConfig, path: str | Path, *, actor: str | None = None) -> BatchResult:
-    """Ingest one file (see the module docstring). Raises :class:`IngestError` when the file as a whole
-    cannot be read; a bad record never fails the batch."""
+    """Ingest one file (see the module docstring). A file that must not be read (a link, a FIFO, over a cap)
+    is quarantined as a whole and comes back with ``refused`` set. Raises :class:`IngestError` when the file
+    cannot be read at all, or kept crashing; a bad record never fails the batch."""
     started = time.monotonic()
     path = Path(path)
     fmt = file_format(path)
     if fmt is None or fmt not in cfg.data.formats:
         raise IngestError(f"{path}: {path.suffix or 'no extension'} files are not ingested "
                           f"(data.formats: {', '.join(cfg.data.formats)})")
-    sha = _file_sha256(path)
-    batch_id, source = batch_id_for(sha, path.name), str(path)
-    result = BatchResult(batch_id, source, fmt, sha, status="running")
-    previous = _record_start(cfg, batch_id, source, fmt, sha)
+    limits = Limits.of(cfg.data)
+    try:
+        with open_untrusted(path, cfg.data) as (fh, st):
+            # Everything below reads the descriptor opened above, never the path again.
+            if fmt == "parquet":
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+
+                def read() -> ReadResult:
+                    return read_parquet(fh, limits, path.name)
+            else:
+                content = read_capped(fh, path.name, cfg.data, st)
+                sha = hashlib.sha256(content).hexdigest()
+
+                def read() -> ReadResult:
+                    return read_text(content, fmt, encoding=cfg.data.encoding, limits=limits, name=path.name)
+
+            result = BatchResult(batch_id_for(sha, path.name), str(path), fmt, sha, status="running")
+            return _run(cfg, path, result, read, actor, started)
+    except FileRefused as refusal:  # before a byte was read: the batch is named after the directory entry
+        result = BatchResult(batch_id_for(f"unread:{refusal.fingerprint}", path.name), str(path), fmt, "", "running")
+
+        def refuse(refused: FileRefused = refusal) -> ReadResult:
+            raise refused
+
+        return _run(cfg, path, result, refuse, actor, started)
+
+
+def _run(cfg: ClmConfig, path: Path, result: BatchResult, read: Callable[[], ReadResult], actor: str | None,
+         started: float) -> BatchResult:
+    batch_id = result.batch_id
+    previous = _record_start(cfg, batch_id, result.source, result.source_format, result.file_sha256)
     if previous is not None:
         note = (f"already ingested as batch {batch_id} at {previous.finished_at:%Y-%m-%d %H:%M:%S} "
                 f"({previous.rows_curated} curated then); nothing written")
         log.info("%s: %s", path, note)
-        result.status, result.notes = "skipped", [note]
+        result.status, result.notes, result.refused = "skipped", [note], previous.error
         result.raw_version = lake.table_version(cfg, "raw")
         result.curated_version = lake.table_version(cfg, "curated")
         result.quarantine_version = lake.table_version(cfg, "quarantine")
         return result
     try:
-        _ingest(cfg, path, result, actor)
+        _ingest(cfg, path, result, read, actor)
     except Exception as exc:
-        _record_failure(cfg, batch_id, str(exc))
-        log.error("%s: batch %s failed: %s", path, batch_id, exc)
-        raise
+        error = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
+        crashed = _record_failure(cfg, batch_id, error, final=isinstance(exc, IngestError))
+        log.error("%s: batch %s failed (attempt %d): %s", path, batch_id, crashed, error)
+        if isinstance(exc, IngestError) or crashed < cfg.data.max_attempts:
+            raise
+        raise IngestError(f"{path}: ingestion failed {crashed} times on this file (last: {error}); set aside so "
+                          "that the files after it go on: fix the cause and drop it again") from exc
+    fault_point("ingest.after_db_commit")
     result.seconds = round(time.monotonic() - started, 3)
     log.info(
         "%s: batch %s committed in %.2fs: %d in, %d curated %s, %d quarantined %s, %d duplicate; "
@@ -265,17 +363,28 @@ def ingest_file(cfg: ClmConfig, path: str | Path, *, actor: str | None = None) -
     return result
 
 
-def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, actor: str | None) -> None:
+def _txn(batch_id: str) -> dict[str, Any]:
+    return {"app_id": f"clm.ingest.{batch_id}", "txn_version": 1}
+
+
+def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, reader: Callable[[], ReadResult],
+            actor: str | None) -> None:
     suite = load_suite(cfg)  # a broken suite must stop the batch before anything is written
-    read = read_file(path)
+    fault_point("ingest.after_start")
+    try:
+        read = reader()
+    except FileRefused as refusal:
+        _refuse(cfg, result, refusal, actor)
+        return
     for note in read.notes:
         log.info("%s: %s", path, note)
     now = datetime.now(UTC)
     batch_id, source = result.batch_id, result.source
-    txn = {"app_id": f"clm.ingest.{batch_id}", "txn_version": 1}
+    txn = _txn(batch_id)
 
     raw = _with(read.table.drop_columns(["problem", "detail"]), batch_id=batch_id, source=source, ingested_at=now)
     result.raw_version = lake.append(cfg, "raw", raw, **txn) if raw.num_rows else lake.table_version(cfg, "raw")
+    fault_point("ingest.after_raw_commit")
 
     part = _partition(cfg, read, batch_id, source, now, suite)
     result.rows_in = read.table.num_rows
@@ -296,49 +405,67 @@ def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, actor: str | None) 
         return lake.append(cfg, name, table, **txn) if table.num_rows else lake.table_version(cfg, name)
 
     result.curated_version = write("curated", part.curated)
+    fault_point("ingest.after_curated_commit")
     result.quarantine_version = write("quarantine", part.quarantine)
+    fault_point("ingest.after_quarantine_commit")
     result.status = "committed"
     _record_commit(cfg, result, part.verdict, actor)
 
 
-def _move(path: Path, folder: Path, tag: str) -> Path:
-    folder.mkdir(exist_ok=True)
-    target = folder / path.name
-    if target.exists():  # the same name arrived again with other bytes: keep both
-        target = folder / f"{path.stem}.{tag}{path.suffix}"
-    shutil.move(path, target)
-    return target
+def _refuse(cfg: ClmConfig, result: BatchResult, refusal: FileRefused, actor: str | None) -> None:
+    """Quarantine the file as a whole: one row naming it and why, none of its content; it counts as one row in."""
+    row = pa.table({
+        "reason": pa.array([str(refusal.reason)], pa.string()),
+        "detail": pa.array([refusal.detail], pa.string()),
+        "source": pa.array([result.source], pa.string()),
+        "line": pa.array([0], pa.int64()),
+        "batch_id": pa.array([result.batch_id], pa.string()),
+        "ingested_at": pa.array([datetime.now(UTC)], TIMESTAMP),
+    })
+    result.quarantine_version = lake.append(cfg, "quarantine", row, **_txn(result.batch_id))
+    fault_point("ingest.after_quarantine_commit")
+    result.raw_version = lake.table_version(cfg, "raw")
+    result.curated_version = lake.table_version(cfg, "curated")
+    result.rows_in = result.rows_quarantined = 1
+    result.quarantine_reasons = {str(refusal.reason): 1}
+    result.refused = refusal.detail
+    result.notes = [f"quarantined as a whole: {refusal.detail}"]
+    result.status = "committed"
+    log.warning("%s: refused: %s", result.source, refusal.detail)
+    _record_commit(cfg, result, None, actor)
+
+
+def _set_aside(landing: Path, path: Path, error: str, tag: str) -> Path:
+    """Move ``path`` to ``landing/failed/`` with ``<name>.error.txt`` beside it saying why."""
+    moved = move(path, subfolder(landing, FAILED), tag)
+    write_note(moved.with_name(moved.name + ".error.txt"), f"{error}\n")
+    log.error("%s: not ingested, moved to %s: %s", path, moved, error)
+    return moved
 
 
 def _landing_files(cfg: ClmConfig) -> list[Path]:
     landing = cfg.landing_dir
     try:
-        entries = list(os.scandir(landing))
+        found = list_landing(landing, list(cfg.data.formats), EXTENSIONS)
     except FileNotFoundError:
         raise IngestError(f"landing folder {landing} does not exist (set paths.landing or create it)") from None
     except NotADirectoryError:
         raise IngestError(f"landing folder {landing} is not a folder") from None
     except OSError as exc:
         raise IngestError(f"landing folder {landing} cannot be read: {exc.strerror or exc}") from None
-    files = []
-    for entry in entries:
-        # Writers should land files under a temporary name (".x.jsonl", "x.jsonl.part") and rename.
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
-        fmt = file_format(Path(entry.path))
-        if fmt in cfg.data.formats:
-            files.append((entry.stat().st_mtime, entry.name, Path(entry.path)))
-        else:
-            log.info("landing: leaving %s alone (not one of data.formats: %s)", entry.name, cfg.data.formats)
-    return [p for *_, p in sorted(files)]
+    for path, regular in found:
+        if not regular:
+            log.warning("landing: %s is not a regular file: it will be quarantined as a whole, not read", path.name)
+    return [p for p, _ in found]
 
 
 def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchResult]:
     """Ingest every file in the landing folder, oldest first.
 
-    Each ingested (or already ingested) file moves to ``landing/processed/``. A file that cannot be
-    read at all moves to ``landing/failed/`` with ``<name>.error.txt`` beside it saying why, and the
-    other files go on. Any other error (lake or database unreachable) stops the run and leaves the
+    Each ingested (or already ingested) file moves to ``landing/processed/``. A file that cannot be read
+    at all, was refused (a link, a FIFO, over a size cap: quarantined as a whole), or crashed ingestion
+    ``data.max_attempts`` times moves to ``landing/failed/`` with ``<name>.error.txt`` beside it saying why,
+    and the other files go on. Any other error (lake or database unreachable) stops the run and leaves the
     file in place, so a retry picks it up. Raises :class:`IngestError` when the folder itself is missing
     or unreadable.
     """
@@ -350,21 +477,17 @@ def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchRes
         try:
             result = ingest_file(cfg, path, actor=actor)
         except IngestError as exc:
-            if not path.exists():  # taken away while we listed the folder: nothing to move
+            if not os.path.lexists(path):  # taken away while we listed the folder: nothing to move
                 log.warning("%s: vanished before it could be ingested (%s)", path, exc)
                 continue
-            try:
-                sha = _file_sha256(path)
-            except IngestError:
-                sha = ""
-            batch_id = batch_id_for(sha, path.name) if sha else ""
-            moved = _move(path, landing / FAILED, batch_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
-            moved.with_name(moved.name + ".error.txt").write_text(f"{exc}\n", encoding="utf-8")
-            log.error("%s: not ingested, moved to %s: %s", path, moved, exc)
-            results.append(BatchResult(batch_id, str(path), file_format(path) or "", sha, "failed", error=str(exc)))
+            _set_aside(landing, path, str(exc), datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+            results.append(BatchResult("", str(path), file_format(path) or "", "", "failed", error=str(exc)))
             continue
-        moved = _move(path, landing / PROCESSED, result.batch_id)
-        log.info("%s: moved to %s", path, moved)
+        if result.refused:
+            _set_aside(landing, path, result.refused, result.batch_id)
+        else:
+            log.info("%s: moved to %s", path, move(path, subfolder(landing, PROCESSED), result.batch_id))
+        fault_point("ingest.after_move")
         results.append(result)
     return results
 

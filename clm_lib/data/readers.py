@@ -20,12 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clm_lib.config import DataConfig
+from clm_lib.data import encoding as encodings
+from clm_lib.data.landing import FileRefused
 from clm_lib.data.records import FIELDS, Problem
 from clm_lib.errors import IngestError
 
@@ -118,8 +121,9 @@ def _blank_note(blank: list[int], what: str) -> list[str]:
     return [f"{len(blank)} blank {what} skipped (no record on them): {shown}"]
 
 
-def read_jsonl(data: bytes) -> ReadResult:
-    """One JSON object per line. Each line is parsed on its own, so one bad line costs only itself."""
+def read_jsonl(data: bytes, hint: str | None = None) -> ReadResult:
+    """One JSON object per line. Each line is parsed on its own, so one bad line costs only itself.
+    ``hint`` (what to do about a file that is not UTF-8) ends the detail of every ``bad_encoding`` line."""
     rows = _Rows()
     cols = rows.cols
     line_col, task_col, prompt_col, response_col = cols["line"], cols["task"], cols["prompt"], cols["response"]
@@ -138,7 +142,7 @@ def read_jsonl(data: bytes) -> ReadResult:
             encoding_problem = (
                 f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                 "undecodable bytes were replaced with U+FFFD"
-            )
+            ) + (f"; {hint}" if hint else "")
         try:
             obj = loads(text)
         except (ValueError, RecursionError) as exc:
@@ -187,14 +191,14 @@ def read_jsonl(data: bytes) -> ReadResult:
     return ReadResult("jsonl", rows.table(), notes)
 
 
-def _fix_encoding(fields: list[str]) -> tuple[list[str], str | None]:
+def _fix_encoding(fields: list[str], hint: str | None = None) -> tuple[list[str], str | None]:
     """Turn surrogate-escaped bytes back into U+FFFD and say which bytes they were."""
     bad = [m.group() for f in fields for m in _SURROGATE.finditer(f)]
     if not bad:
         return fields, None
     shown = " ".join(f"0x{ord(c) - 0xDC00:02x}" for c in bad[:8])
     fixed = [f.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for f in fields]
-    return fixed, f"invalid UTF-8 bytes ({shown}); they were replaced with U+FFFD"
+    return fixed, f"invalid UTF-8 bytes ({shown}); they were replaced with U+FFFD" + (f"; {hint}" if hint else "")
 
 
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024
@@ -233,9 +237,10 @@ def _csv_metadata(header: list[str]) -> Callable[[list[str]], str]:
     return encode
 
 
-def read_csv(data: bytes) -> ReadResult:
+def read_csv(data: bytes, hint: str | None = None) -> ReadResult:
     """CSV with a header row. The stdlib reader is used because it reports the line each record
-    starts on (quoted newlines make records span lines) and lets one bad record fail alone."""
+    starts on (quoted newlines make records span lines) and lets one bad record fail alone.
+    ``hint`` ends the detail of every ``bad_encoding`` record, as in :func:`read_jsonl`."""
     rows = _Rows()
     try:
         text = data.decode("utf-8-sig")
@@ -281,7 +286,7 @@ def read_csv(data: bytes) -> ReadResult:
             continue
         encoding_problem = None
         if maybe_bad:
-            fields, encoding_problem = _fix_encoding(fields)
+            fields, encoding_problem = _fix_encoding(fields, hint)
         if len(fields) != len(header):
             detail = f"expected {len(header)} fields ({', '.join(header)}), got {len(fields)}"
             rows.add(
@@ -317,12 +322,58 @@ def _string_column(table: pa.Table, name: str) -> tuple[pa.Array, pa.Array]:
     return texts, pc.if_else(pc.is_valid(col), detail, pa.scalar(None, pa.string()))
 
 
-def read_parquet(path: Path) -> ReadResult:
-    """A Parquet file. Columns of the wrong type quarantine their rows (``not_a_string``), values kept."""
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one file's records (``data.max_rows_per_file``, ``data.max_decoded_bytes``); None: no cap."""
+
+    max_rows: int | None = None
+    max_decoded_bytes: int | None = None
+
+    @classmethod
+    def of(cls, data: DataConfig) -> Limits:
+        return cls(data.max_rows_per_file, data.max_decoded_bytes)
+
+    def check(self, name: str, rows: int, decoded: int, *, partial: bool = False) -> None:
+        """Raise :class:`FileRefused` when ``rows`` or ``decoded`` bytes pass a cap."""
+        so_far = " after reading only part of it" if partial else ""
+        if self.max_rows is not None and rows > self.max_rows:
+            raise FileRefused(Problem.TOO_MANY_ROWS, f"{name} holds more than data.max_rows_per_file "
+                              f"({self.max_rows}) records ({rows} counted{so_far}): split it into smaller files")
+        if self.max_decoded_bytes is not None and decoded > self.max_decoded_bytes:
+            raise FileRefused(Problem.DECODED_TOO_LARGE, f"{name} decodes to more than data.max_decoded_bytes "
+                              f"({self.max_decoded_bytes}): {decoded} bytes in its first {rows} records{so_far}; "
+                              "split it into smaller files or raise the limit")
+
+
+_PARQUET_BATCH_ROWS = 4096
+"""Rows decoded at a time: small enough that one batch of long texts stays far below the decoded cap."""
+
+
+def _parquet_table(source: str | Path | BinaryIO, name: str, limits: Limits) -> pa.Table:
+    """The whole file as a table, decoded batch by batch so that a cap stops it before memory fills up.
+
+    Sizes in the footer are checked first, but not trusted: a dictionary-encoded column of one long value
+    repeated declares kilobytes and decodes to gigabytes, so the decoded size is counted as it grows.
+    """
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(source)
+        meta = pf.metadata
+        declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        limits.check(name, meta.num_rows, declared)
+        batches, rows, decoded = [], 0, 0
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            rows, decoded = rows + batch.num_rows, decoded + batch.nbytes
+            limits.check(name, rows, decoded, partial=rows < meta.num_rows)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=pf.schema_arrow)
     except (OSError, pa.ArrowException) as exc:
-        raise IngestError(f"{path} is not a readable Parquet file: {exc}") from None
+        raise IngestError(f"{name} is not a readable Parquet file: {exc}") from None
+
+
+def read_parquet(source: str | Path | BinaryIO, limits: Limits = Limits(), name: str | None = None) -> ReadResult:
+    """A Parquet file (a path or an open binary file). Columns of the wrong type quarantine their rows
+    (``not_a_string``), values kept. Raises :class:`FileRefused` when a cap in ``limits`` is passed."""
+    table = _parquet_table(source, name or str(source), limits)
     n = table.num_rows
     columns: dict[str, pa.Array] = {"line": pa.array(range(1, n + 1), pa.int64())}
     missing_details, type_details = [], []
@@ -355,16 +406,32 @@ def file_format(path: Path) -> str | None:
     return EXTENSIONS.get(path.suffix.lower())
 
 
-def read_file(path: str | Path) -> ReadResult:
-    """Read ``path`` by its extension. Raises :class:`IngestError` when the file cannot be read at all."""
+def read_text(
+    data: bytes, fmt: str, *, encoding: str = "utf-8", limits: Limits = Limits(), name: str = "the file"
+) -> ReadResult:
+    """A JSONL or CSV file's bytes, decoded as ``data.encoding`` says (:mod:`clm_lib.data.encoding`); what was
+    decided about the encoding is the first note. Raises :class:`FileRefused` when a cap in ``limits`` is passed."""
+    chosen = encodings.choose(data, encoding)
+    utf8 = encodings.to_utf8(data, chosen.codec)
+    result = read_jsonl(utf8, chosen.hint) if fmt == "jsonl" else read_csv(utf8, chosen.hint)
+    # Text decodes to about its size on disk (data.max_file_bytes bounds it), so the caps are checked once, after.
+    limits.check(name, result.table.num_rows, result.table.nbytes)
+    if chosen.note:
+        result.notes.insert(0, chosen.note)
+    return result
+
+
+def read_file(path: str | Path, *, encoding: str = "utf-8", limits: Limits = Limits()) -> ReadResult:
+    """Read ``path`` by its extension (a trusted path: landing files go through
+    :func:`clm_lib.data.landing.open_untrusted`). Raises :class:`IngestError` when the file cannot be read at all."""
     path = Path(path)
     fmt = file_format(path)
     if fmt is None:
         raise IngestError(f"{path}: unsupported file type {path.suffix!r} (clm reads {', '.join(EXTENSIONS)})")
     if fmt == "parquet":
-        return read_parquet(path)
+        return read_parquet(path, limits)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return read_jsonl(data) if fmt == "jsonl" else read_csv(data)
+    return read_text(data, fmt, encoding=encoding, limits=limits, name=str(path))

@@ -51,13 +51,17 @@ def session_scope(url: str) -> Iterator[Session]:
         session.close()
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic (idempotent)."""
+def upgrade(url: str, revision: str = "head", *, audit_key: bytes | None = None) -> None:
+    """Bring the schema to ``revision`` with Alembic (idempotent).
+
+    ``audit_key`` (:func:`clm_lib.audit.audit_key`) is needed only to upgrade a database whose audit log has entries
+    from before the hash chain (migration 0005 chains them); migrations import no application code to find it.
+    """
     from alembic import command
     from alembic.config import Config
 
     _ensure_sqlite_folder(url)
-    cfg = Config()
+    cfg = Config(attributes={"audit_key": audit_key})
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, revision)

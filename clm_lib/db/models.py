@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -135,7 +135,11 @@ class ConfigVersion(Base):
 
 
 class AuditEntry(Base):
-    """Append-only record of every state change a person may be asked to explain."""
+    """Append-only record of every state change a person may be asked to explain.
+
+    Entries form an HMAC chain (``clm_lib/audit.py``): write them with ``audit.record``, check them with
+    ``clm audit verify``. On PostgreSQL and SQLite a trigger refuses UPDATE and DELETE (migration 0005).
+    """
 
     __tablename__ = "audit_log"
 
@@ -148,6 +152,61 @@ class AuditEntry(Base):
     to_value: Mapped[str | None] = mapped_column(String(250), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    """``hash`` of the entry before this one (64 zeros for the first): unique, so two writers can never fork the
+    chain."""
+    hash: Mapped[str] = mapped_column(String(64))
+    """HMAC-SHA256 of this entry's fields and ``prev_hash``, keyed with the audit key."""
+
+
+class ServingApiKey(Base):
+    """A key of the serving API (``clm keys create``). Only a sha256 of it is stored; the secret is shown once."""
+
+    __tablename__ = "serving_api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    """The key's public part (``clm_<prefix>_<secret>``): shown in lists, and how a request's key is found."""
+    key_hash: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(250))
+    """Who the key belongs to; recorded with every feedback sent with it."""
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    """``infer`` (completions, models), ``feedback``."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(250))
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(250), nullable=True)
+
+
+class ServingFeedback(Base):
+    """One feedback on one served answer (at most one per response id), and the review of its correction.
+
+    ``status``: ``logged`` (a rating only), ``example`` (a good rating, published to the landing folder),
+    ``pending_review`` (a correction waiting for an operator), ``accepted`` or ``rejected`` (reviewed).
+    """
+
+    __tablename__ = "serving_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    response_id: Mapped[str] = mapped_column(String(64), unique=True)
+    slot: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    rating: Mapped[float] = mapped_column(Float)
+    prompt: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str] = mapped_column(String(250))
+    """The owner of the API key it came with (``anonymous`` on a loopback slot without keys)."""
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("serving_api_keys.id"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    record_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Content id of the correction as a record (task, prompt, correction), as curated would give it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DriftReport(Base):
@@ -191,8 +250,9 @@ class Deployment(Base):
 
     Its ``events`` say what happened at each step; ``status`` is where it stands now. A promotion is active
     (``pending``, ``deploying``, ``deployed``, ``canary``, ``baked``) until it ends as ``promoted``,
-    ``gate_failed``, ``failed``, ``rolled_back`` (a safety rule breached), ``aborted`` (a manual rollback) or
-    ``superseded`` (gated, never deployed, replaced by a newer promotion); a rollback ends as ``completed``.
+    ``gate_failed``, ``failed``, ``rolled_back`` (a safety rule breached), ``aborted`` (a manual rollback),
+    ``abandoned`` (its owner died; ended by the reconciler) or ``superseded`` (gated, never deployed, replaced by a
+    newer promotion); a rollback ends as ``completed``.
     """
 
     __tablename__ = "deployments"
@@ -239,8 +299,9 @@ class DeploymentEvent(Base):
 class DeployLock(Base):
     """Serializes promotions and rollbacks: a row per lock name, held while ``holder`` is set and unexpired.
 
-    Taken with one conditional UPDATE (``holder IS NULL OR expires_at < now``), which is atomic on SQLite
-    (one writer at a time) and on PostgreSQL (the losing UPDATE re-checks the row after the winner commits).
+    Taken with one conditional UPDATE (``holder IS NULL OR expires_at <= now``, the database's clock), which is
+    atomic on SQLite (one writer at a time) and on PostgreSQL (the losing UPDATE re-checks the row after the winner
+    commits). Every acquisition increments ``token``: the fencing token its holder checks before each serving change.
     """
 
     __tablename__ = "deploy_locks"
@@ -249,3 +310,7 @@ class DeployLock(Base):
     holder: Mapped[str | None] = mapped_column(String(250), nullable=True)
     acquired_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Incremented by every acquisition; a holder whose token is no longer the row's lost the lock (migration 0006)."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """The database's time of the holder's last renewal."""

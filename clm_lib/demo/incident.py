@@ -39,7 +39,8 @@ class Incident:
 
 
 def _champion(cfg: ClmConfig) -> str | None:
-    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version
 
     return alias_version(cfg, CHAMPION)
 
@@ -60,10 +61,11 @@ def _quiet_mlflow() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def clm_rollback(reason: str, env: dict[str, str] | None = None) -> str:
-    """Run ``clm rollback --reason ...`` as a person would; its output, or a ClmError with it."""
+def clm_rollback(reason: str, env: dict[str, str] | None = None, to: str | None = None) -> str:
+    """Run ``clm rollback [--to VERSION] --reason ...`` as a person would; its output, or a ClmError with it."""
+    target = ["--to", to] if to else []
     done = subprocess.run(
-        [sys.executable, "-m", "clm_lib.cli", "rollback", "--reason", reason],
+        [sys.executable, "-m", "clm_lib.cli", "rollback", *target, "--reason", reason],
         env=env or dict(os.environ), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     if done.returncode != 0:
@@ -98,9 +100,10 @@ def run_incident(
     incident = Incident(version, status, outcome, _champion(cfg))
     echo(f"  clm_promotion: {status.replace('_', ' ')}: {outcome}")
     echo(f"  champion is still {incident.champion_after_canary}")
-    for reason in ("demo: an operator rolls back by hand", "demo: and undoes it"):
-        echo(f"\n$ clm rollback --reason '{reason}'")
-        out = clm_rollback(reason, env)
+    # The undo names its version: a default rollback never returns to a version that was just rolled back.
+    for reason, to in (("demo: an operator rolls back by hand", None), ("demo: and undoes it", champion)):
+        echo(f"\n$ clm rollback {f'--to {to} ' if to else ''}--reason '{reason}'")
+        out = clm_rollback(reason, env, to)
         echo("  " + out.replace("\n", "\n  "))
         incident.manual.append(out)
         incident.champion_after_manual.append(_champion(cfg))

@@ -45,7 +45,8 @@ def scramble_adapter(adapter_dir: Path, seed: int = 0) -> int:
 
 def plant_bad_version(cfg: ClmConfig, *, actor: str = "demo") -> str:
     """Register a scrambled copy of the champion as the challenger; returns its model version."""
-    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version, client, register_run
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version, client, register_run
 
     champion = alias_version(cfg, CHAMPION)
     if champion is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 
 import click
 
@@ -15,7 +14,8 @@ from clm_lib.config import load_config
 
 
 def _actor() -> str:
-    return os.environ.get("CLM_ACTOR") or f"cli:{getpass.getuser()}"
+    # The OS user who runs the command, never an environment variable: anyone could set one (issue #10).
+    return f"cli:{getpass.getuser()}"
 
 
 def _print_events(cfg, deployment_id: int) -> None:
@@ -44,14 +44,28 @@ def promote_cmd(ctx: click.Context, version: str | None, reason: str) -> None:
 
 
 @click.command("rollback")
-@click.option("--to", "to_version", metavar="VERSION", help="Version to roll back to (default: the previous champion).")
+@click.option(
+    "--to",
+    "to_version",
+    metavar="VERSION",
+    help="A version that served as champion before (default: the newest such one not rolled back since).",
+)
 @click.option("--reason", default="", help="Why (kept in the audit log).")
-def rollback_cmd(to_version: str | None, reason: str) -> None:
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Move nothing: set MLflow's champion and previous aliases from clm's deployment history.",
+)
+def rollback_cmd(to_version: str | None, reason: str, reconcile: bool) -> None:
     """Put the previous champion (or VERSION) back on all traffic and make it champion."""
-    from clm_lib.deploy.rollback import rollback
+    from clm_lib.deploy import rollback as rb
 
     cfg = load_config()
-    r = rollback(cfg, to_version, actor=_actor(), reason=reason)
+    if reconcile:
+        moves = rb.reconcile(cfg, actor=_actor())
+        click.echo("; ".join(map(str, moves)) if moves else "MLflow's aliases already match clm's history")
+        return
+    r = rb.rollback(cfg, to_version, actor=_actor(), reason=reason)
     if r.aborted_deployment is not None:
         click.echo(f"ended promotion #{r.aborted_deployment} of version {r.from_version}")
     how = "weight flip to the warm slot" if r.warm else "loaded into the idle slot"
@@ -77,5 +91,6 @@ def deployments_cmd(limit: int, as_json: bool) -> None:
         click.echo("no deployments yet")
     for d in rows:
         change = f"{d['from_version'] or '-'} -> {d['version']}"
+        marked = "".join(f"  [v{v} {why}]" for v, why in d["marks"].items())
         click.echo(f"#{d['id']:<4} {d['started_at'][:19]}  {d['kind']:<9} {change:<10} {d['status']:<11} "
-                   f"{d['actor']}  {d['outcome']}")  # fmt: skip
+                   f"{d['actor']}  {d['outcome']}{marked}")  # fmt: skip

@@ -10,9 +10,12 @@ the champion alias moves only after the last step baked clean, and the old slot 
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from clm_lib.serving.config import ServingConfig
 
 
 class _Section(BaseModel):
@@ -43,6 +46,62 @@ class SafetyRules(_Section):
     """``max_tokens`` of each golden-set completion request."""
 
 
+class GuardRules(_Section):
+    """The post-promotion guard's own limits on live traffic; each left unset is the bake window's (``rules``)."""
+
+    max_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Largest share of failed requests the champion may serve in a guard window; None: ``rules.max_error_rate``."""
+    max_p95_ms: float | None = Field(default=None, gt=0)
+    """Largest 95th-percentile latency in a guard window, in milliseconds; None: ``rules.max_p95_ms``."""
+    min_requests: int | None = Field(default=None, ge=1)
+    """Requests a guard window needs before error rate and latency are judged ("not judged" below it, never a
+    breach); None: ``rules.min_requests``."""
+    min_feedback_mean: float | None = None
+    """Lowest mean user rating in a guard window; None: ``rules.min_feedback_mean`` (which may be off)."""
+
+    def over(self, base: SafetyRules) -> SafetyRules:
+        """``base`` with the limits set here instead."""
+        mine = {k: v for k, v in self.model_dump().items() if v is not None}
+        return SafetyRules.model_validate({**base.model_dump(), **mine})
+
+
+class GuardConfig(_Section):
+    """The post-promotion guard (:mod:`clm_lib.deploy.guard`): after a promotion made a version champion, the
+    ``clm_deploy_watch`` DAG judges its live traffic by the bake window's live rules (health, error rate, p95,
+    feedback; not the golden set) and rolls back on a breach, audited, with an ``alert`` entry in the audit log."""
+
+    enabled: bool = True
+    """False: the guard judges nothing (the reconciler still runs)."""
+    watch_minutes: float = Field(default=60.0, ge=0)
+    """How long after the promotion the champion is watched closely (every ``watch_interval_seconds``)."""
+    watch_interval_seconds: float = Field(default=60.0, gt=0)
+    """Time between two judgements during the watch period. Judgements happen on ``clm_deploy_watch``'s runs
+    (every 2 minutes), so a shorter interval means every run."""
+    continuous_interval_seconds: float | None = Field(default=900.0, gt=0)
+    """Time between two judgements after the watch period, for as long as the version is champion; None: the
+    guard stops judging a champion once its watch period is over."""
+    rollback_after_watch: bool = True
+    """A breach after the watch period rolls back too; False: it raises an alert only."""
+    window_seconds: float = Field(default=300.0, gt=0)
+    """Each judgement reads the champion slot's traffic of the last ``window_seconds``, never from before the
+    version became champion (so a rollback's new champion is not judged on the old one's traffic). At most
+    ``serving.stats_window_s``, the router's memory."""
+    rules: GuardRules = GuardRules()
+
+
+class ReconcilerConfig(_Section):
+    """The reconciler (:mod:`clm_lib.deploy.reconciler`): a promotion whose owner stopped reporting back (its task
+    was killed) is ended, its candidate's traffic back on the champion, by ``clm_deploy_watch`` and by the
+    promotion tasks' failure callback."""
+
+    enabled: bool = True
+    """False: ``clm_deploy_watch`` settles nothing (the failure callback and ``clm deploy reconcile`` still do)."""
+    stale_after_seconds: float = Field(default=1800.0, gt=0)
+    """A promotion under way with no event for this long, while nobody holds the deploy lock, has lost its owner.
+    Must exceed the longest silence of a live one: a bake window with its golden set (``bake_seconds`` plus the
+    golden-set requests), and the wait for the next Airflow task to start; the configuration refuses one not
+    longer than ``bake_seconds``."""
+
 class DeployConfig(_Section):
     """Promotion of a gated candidate to serving, and rollback."""
 
@@ -57,12 +116,17 @@ class DeployConfig(_Section):
     poll_seconds: float = Field(default=5.0, gt=0)
     """How often live metrics and slot health are checked during a bake window."""
     rules: SafetyRules = SafetyRules()
+    guard: GuardConfig = GuardConfig()
+    reconciler: ReconcilerConfig = ReconcilerConfig()
     lock_wait_seconds: float = Field(default=60.0, ge=0)
     """How long a promotion or rollback waits for the other to finish its current step before it answers
     "busy". Bake windows run without the lock, so a rollback waits at most for one deploy or traffic switch."""
     lock_lease_seconds: float = Field(default=900.0, gt=0)
-    """The deploy lock frees itself this long after it was taken, so a holder that died blocks nobody for
-    ever. Must exceed the longest step taken under it (loading a model into a slot)."""
+    """The deploy lock frees itself this long after its holder last renewed it (a heartbeat renews it every
+    fifth of it, at most every minute, and so does the check before each serving change), so a holder that died
+    blocks nobody for longer. Must exceed the longest single serving call made under it (loading a model into a
+    slot: ``serving.startup_timeout_s``, or ``serving.kubernetes.ready_timeout_s`` on Kubernetes), so that a change
+    that started with the lock held ends before anyone else can take it; the configuration refuses a shorter one."""
 
     @field_validator("canary_steps")
     @classmethod
@@ -78,3 +142,40 @@ class DeployConfig(_Section):
     def steps(self) -> list[int]:
         """The traffic steps this strategy takes ([] for ``alias``)."""
         return {"canary": self.canary_steps, "blue_green": [100], "alias": []}[self.strategy]
+
+    @model_validator(mode="after")
+    def _reconciler_outwaits_a_bake(self) -> DeployConfig:
+        # A live rollout writes no event during a bake window: a shorter bound would end healthy promotions.
+        if self.reconciler.stale_after_seconds <= self.bake_seconds:
+            raise ValueError(
+                f"deploy.reconciler.stale_after_seconds ({self.reconciler.stale_after_seconds:g}) must exceed "
+                f"deploy.bake_seconds ({self.bake_seconds:g}): a promotion is silent for a whole bake window"
+            )
+        return self
+
+
+def longest_serving_call(serving: ServingConfig) -> tuple[str, float]:
+    """The longest single call to the serving backend a promotion or rollback makes under the deploy lock, and
+    the setting that bounds it: loading a model into a slot (``deploy`` waits until it answers or is ready), or
+    stopping one (it drains first, with 5 s of grace)."""
+    if serving.backend == "kubernetes":
+        return "serving.kubernetes.ready_timeout_s", serving.kubernetes.ready_timeout_s
+    calls = [("serving.startup_timeout_s", serving.startup_timeout_s),
+             ("serving.drain_timeout_s", serving.drain_timeout_s + 5)]  # fmt: skip
+    return max(calls, key=lambda c: c[1])
+
+
+def check_lease(deploy: DeployConfig, serving: ServingConfig) -> None:
+    """Refuse a deploy-lock lease that a serving call made under it could outlast (``ValueError``): a holder that
+    stalled mid-call could then lose the lock while its call still changes what serves, where no fence can stop it.
+    Not checked for the ``alias`` strategy, which makes no serving calls."""
+    if deploy.strategy == "alias":
+        return
+    field, seconds = longest_serving_call(serving)
+    if deploy.lock_lease_seconds <= seconds:
+        grace = " with its 5 s of grace" if field.endswith("drain_timeout_s") else ""
+        raise ValueError(
+            f"deploy.lock_lease_seconds ({deploy.lock_lease_seconds:g}) must be longer than {field} "
+            f"({seconds:g} s{grace}), the longest serving call made under the deploy lock: raise "
+            f"deploy.lock_lease_seconds or lower {field}"
+        )

@@ -68,11 +68,15 @@ class GoldenSet:
         """Exact-match accuracy (0-100) of ``slot``'s answers, asked at the slot's own address (not the router)."""
         import httpx
 
+        from clm_lib.modeling.prompt import same_answer
+        from clm_lib.serving.backends.probe import probe_headers
+
         status = backend.status().get(slot)
         if status is None or not status.url:
             raise ServingError(f"{slot} has no address to send the golden set to")
         hits = 0
-        with httpx.Client(base_url=status.url, timeout=self.timeout_s) as http:
+        # clm's own traffic authenticates like any client where the slot requires API keys (pods on 0.0.0.0).
+        with httpx.Client(base_url=status.url, timeout=self.timeout_s, headers=probe_headers()) as http:
             for prompt, reference in zip(self.prompts, self.references, strict=True):
                 body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens, "temperature": 0}
                 try:
@@ -81,5 +85,5 @@ class GoldenSet:
                     answer = response.json()["choices"][0]["text"]
                 except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
                     raise ServingError(f"{slot} failed a golden-set request: {exc}") from None
-                hits += answer.strip() == reference.strip()
+                hits += same_answer(answer, reference)
         return 100.0 * hits / len(self.prompts)

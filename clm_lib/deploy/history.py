@@ -7,19 +7,21 @@ the screens show a rollout in progress), and each also lands in the audit log as
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import Deployment, DeploymentEvent, utcnow
+from clm_lib.deploy.plan import ACTIVE, Mark, Record, marks
 from clm_lib.errors import DeployError
 
-ACTIVE = ("pending", "deploying", "deployed", "canary", "baked")
-"""Statuses of a promotion still under way; any other status is final."""
+_MARKS = "clm.version_marks"
+"""``session.info`` key: the marks computed for this session, dropped whenever a deployment is opened or ends."""
 
 
 def open_deployment(
@@ -33,7 +35,9 @@ def open_deployment(
     status: str,
     actor: str | None,
     reason: str = "",
+    started_at: datetime | None = None,
 ) -> Deployment:
+    session.info.pop(_MARKS, None)
     dep = Deployment(
         kind=kind,
         model_name=cfg.registry.model_name,
@@ -44,6 +48,7 @@ def open_deployment(
         actor=actor or audit.default_actor(),
         reason=reason,
         details={},
+        started_at=started_at or utcnow(),
     )
     session.add(dep)
     session.flush()
@@ -81,6 +86,7 @@ def event(
 
 
 def finish(session: Session, dep: Deployment, status: str, outcome: str) -> None:
+    session.info.pop(_MARKS, None)
     dep.status = status
     dep.outcome = outcome
     dep.finished_at = utcnow()
@@ -103,8 +109,28 @@ def step(cfg: ClmConfig, deployment_id: int, name: str, status: str, message: st
 def active_deployment(session: Session) -> Deployment | None:
     """The promotion under way, if any (at most one: starting one takes the deploy lock and checks)."""
     return session.scalars(
-        select(Deployment).where(Deployment.status.in_(ACTIVE)).order_by(Deployment.id.desc())
+        select(Deployment)
+        .where(Deployment.kind == "promotion", Deployment.status.in_(ACTIVE))
+        .order_by(Deployment.id.desc())
     ).first()
+
+
+def records(session: Session, model_name: str | None = None) -> list[Record]:
+    """The whole deployment history (of ``model_name``), oldest first, as plain values for
+    :func:`clm_lib.deploy.plan.plan_rollback`."""
+    cols = (Deployment.id, Deployment.kind, Deployment.version, Deployment.from_version, Deployment.status,
+            Deployment.started_at, Deployment.finished_at)  # fmt: skip
+    stmt = select(*cols).order_by(Deployment.id)
+    if model_name is not None:
+        stmt = stmt.where(Deployment.model_name == model_name)
+    return [Record(i, k, v, f, st, fin or start) for i, k, v, f, st, start, fin in session.execute(stmt)]
+
+
+def version_marks(session: Session) -> dict[str, Mark]:
+    """Every version rolled back or rejected (and not champion since), computed once per session."""
+    if _MARKS not in session.info:
+        session.info[_MARKS] = marks(records(session))
+    return session.info[_MARKS]
 
 
 def latest_promotion(session: Session, version: str) -> Deployment | None:
@@ -146,6 +172,10 @@ def as_dict(dep: Deployment, events: list[DeploymentEvent] | None = None) -> dic
         "started_at": dep.started_at.isoformat() if dep.started_at else None,
         "finished_at": dep.finished_at.isoformat() if dep.finished_at else None,
     }
+    session = object_session(dep)
+    marked = version_marks(session) if session is not None else {}
+    # A version pulled from traffic or refused is marked wherever a deployment names it (issue #10).
+    out["marks"] = {v: marked[v].text for v in (dep.version, dep.from_version) if v in marked}
     if events is not None:
         out["events"] = [
             {

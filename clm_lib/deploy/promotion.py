@@ -18,7 +18,8 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, GateDecision
 from clm_lib.errors import RegistryError
 from clm_lib.evaluation.gate import GateResult, decide
-from clm_lib.registry.mlflow_registry import CHALLENGER, CHAMPION, alias_version, client, move_alias
+from clm_lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS
+from clm_lib.registry.mlflow_registry import alias_version, client, move_alias
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ def _scores(session, version: str | None) -> dict[str, float] | None:
     return dict(ev.scores) if ev else None
 
 
-PREVIOUS = "previous"
-"""The champion before the current one: where a rollback goes by default."""
-
-
 def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateResult:
     """Gate ``version`` against ``champion``; record the decision (clm's DB and an MLflow tag)."""
     candidate_scores = _scores(session, version)
@@ -71,13 +68,17 @@ def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateRes
 
 
 def move_champion(cfg: ClmConfig, session, version: str, *, actor: str | None, reason: str) -> str | None:
-    """Point ``champion`` at ``version`` and ``previous`` at the champion it replaces; returns that one."""
+    """Point ``champion`` at ``version``, then ``previous`` at the champion it replaces; returns that one.
+
+    For :func:`promote` (no serving, no deployment row). Deployments write the aliases from clm's history instead
+    (:func:`clm_lib.deploy.reconcile.reconcile_aliases`)."""
     before = alias_version(cfg, CHAMPION)
     if before == version:
         return before
+    # champion first: if the second write fails, previous still names a version that is not the new champion
+    move_alias(cfg, session, CHAMPION, version, actor=actor, reason=reason)
     if before is not None:
         move_alias(cfg, session, PREVIOUS, before, actor=actor, reason=f"replaced by {version}: {reason}")
-    move_alias(cfg, session, CHAMPION, version, actor=actor, reason=reason)
     if alias_version(cfg, CHALLENGER) == version:
         move_alias(cfg, session, CHALLENGER, None, actor=actor, reason=f"{version} promoted")
     return before

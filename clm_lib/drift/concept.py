@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from clm_lib.drift import Detector, DriftContext, DriftResult, Status, TextWindow, register_detector
+from clm_lib.drift.base import Detector, DriftContext, DriftResult, Status, register_detector
 from clm_lib.drift.config import ConceptSettings
 from clm_lib.drift.stats import holm
+from clm_lib.drift.window import TextWindow
 
 
-@register_detector("concept")
 class Concept(Detector):
     settings_type = ConceptSettings
     settings: ConceptSettings
@@ -103,3 +103,6 @@ class Concept(Detector):
             details={"tasks": per_task, "fired": fired, "untested_tasks": unknown,
                      "champion_version": context.champion_version},
         )
+
+
+register_detector(name="concept", detector_cls=Concept)

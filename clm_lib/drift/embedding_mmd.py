@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from clm_lib.drift import Detector, DriftContext, DriftResult, Status, TextWindow, register_detector
+from clm_lib.drift.base import Detector, DriftContext, DriftResult, Status, register_detector
 from clm_lib.drift.config import EmbeddingMMDSettings
 from clm_lib.drift.representation import HashedNgrams, Representation, get_representation
 from clm_lib.drift.stats import holm, mmd_permutation_test
+from clm_lib.drift.window import TextWindow
 
 
-@register_detector("embedding_mmd")
 class EmbeddingMMD(Detector):
     settings_type = EmbeddingMMDSettings
     settings: EmbeddingMMDSettings
@@ -101,3 +101,6 @@ class EmbeddingMMD(Detector):
                 "rows_without_prompt": dropped,
             },
         )
+
+
+register_detector(name="embedding_mmd", detector_cls=EmbeddingMMD)

@@ -22,9 +22,10 @@ from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import DriftReport
-from clm_lib.drift import DriftContext, DriftResult, TextWindow, get_detector, jsonable
+from clm_lib.drift.base import DriftContext, DriftResult, get_detector, jsonable
 from clm_lib.drift.config import DriftConfig
 from clm_lib.drift.policy import DriftDecision, decide
+from clm_lib.drift.window import TextWindow
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from clm_lib.drift import Detector, DriftContext, DriftResult, Status, TextWindow, register_detector
+from clm_lib.drift.base import Detector, DriftContext, DriftResult, Status, register_detector
 from clm_lib.drift.config import PerplexitySettings
+from clm_lib.drift.window import TextWindow
 
 
 def nll_fn_from_model(
@@ -60,7 +61,6 @@ def nll_fn_from_model(
     return nll
 
 
-@register_detector("perplexity")
 class Perplexity(Detector):
     settings_type = PerplexitySettings
     settings: PerplexitySettings
@@ -107,3 +107,6 @@ class Perplexity(Detector):
                 "champion_version": context.champion_version,
             },
         )
+
+
+register_detector(name="perplexity", detector_cls=Perplexity)

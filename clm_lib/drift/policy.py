@@ -105,6 +105,18 @@ def volume_result(new_rows: int | None, min_new_rows: int, *, first_training: bo
     )
 
 
+def volume_rule(new_rows: int | None, settings: DriftConfig, *, first_training: bool = False) -> DriftResult | None:
+    """The one answer to "is there enough new data to train": ``volume.initial_rows`` before the first training
+    (even with the volume trigger off, or nothing could ever train), ``volume.min_new_rows`` after it, ``None``
+    when the volume trigger is off. Drift checks and manual training runs both ask it
+    (:func:`clm_lib.training.update.plan_update`)."""
+    if first_training:
+        return volume_result(new_rows, settings.volume.initial_rows, first_training=True)
+    if settings.volume.enabled:
+        return volume_result(new_rows, settings.volume.min_new_rows)
+    return None
+
+
 def _new_tasks(res: DriftResult, conf: Any) -> bool:
     """The result saw tasks the reference never had, and its settings let that override a cooldown."""
     if not getattr(conf, "new_task_overrides_cooldown", False):
@@ -138,10 +150,9 @@ def decide(
     now = now or datetime.now(UTC)
     last_triggered = last_triggered or {}
     results = list(results)
-    if first_training:
-        results.append(volume_result(new_rows, settings.volume.initial_rows, first_training=True))
-    elif settings.volume.enabled:
-        results.append(volume_result(new_rows, settings.volume.min_new_rows))
+    volume = volume_rule(new_rows, settings, first_training=first_training)
+    if volume is not None:
+        results.append(volume)
     by_name = settings.detector_settings()
     reasons: list[Reason] = []
     suppressed: dict[str, str] = {}

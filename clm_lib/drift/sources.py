@@ -19,7 +19,8 @@ from sqlalchemy import select
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, TrainingRun
-from clm_lib.drift import DriftContext, TextWindow
+from clm_lib.drift.base import DriftContext
+from clm_lib.drift.window import TextWindow
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def load_windows(cfg: ClmConfig, max_rows: int | None = None) -> Windows:
 def champion_context(cfg: ClmConfig) -> DriftContext:
     """A context whose callables score with the current champion; an empty one (detectors then report
     "insufficient data") when there is no champion yet or it cannot be loaded."""
-    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version
 
     context = DriftContext(cache_dir=cfg.home / "cache" / "drift")
     version = alias_version(cfg, CHAMPION)

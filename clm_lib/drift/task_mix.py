@@ -12,15 +12,15 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from clm_lib.drift import Detector, DriftContext, DriftResult, Status, TextWindow, register_detector
+from clm_lib.drift.base import Detector, DriftContext, DriftResult, Status, register_detector
 from clm_lib.drift.config import TaskMixSettings
+from clm_lib.drift.window import TextWindow
 
 
 def _column(window: TextWindow, name: str) -> np.ndarray | None:
     return window.tasks if name == "task" else window.responses
 
 
-@register_detector("task_mix")
 class TaskMix(Detector):
     settings_type = TaskMixSettings
     settings: TaskMixSettings
@@ -102,3 +102,6 @@ class TaskMix(Detector):
             return values
         idx = self.rng(side).choice(len(values), size=self.settings.sample_size, replace=False)
         return [values[i] for i in np.sort(idx)]
+
+
+register_detector(name="task_mix", detector_cls=TaskMix)

@@ -16,9 +16,10 @@ import re
 import numpy as np
 from scipy import stats
 
-from clm_lib.drift import Detector, DriftContext, DriftResult, Status, TextWindow, register_detector
+from clm_lib.drift.base import Detector, DriftContext, DriftResult, Status, register_detector
 from clm_lib.drift.config import TextStatsSettings
 from clm_lib.drift.stats import holm, psi
+from clm_lib.drift.window import TextWindow
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -43,7 +44,6 @@ def _features(window: TextWindow, tokens: list[list[str]]) -> dict[str, np.ndarr
     return feats
 
 
-@register_detector("text_stats")
 class TextStats(Detector):
     settings_type = TextStatsSettings
     settings: TextStatsSettings
@@ -162,3 +162,6 @@ class TextStats(Detector):
             f"{name} mean {t['reference_mean']:.1f} -> {t['current_mean']:.1f} "
             f"(PSI {t['psi']:.2f}, p={t['p_adjusted']:.3g})"
         )
+
+
+register_detector(name="text_stats", detector_cls=TextStats)

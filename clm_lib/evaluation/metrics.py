@@ -1,14 +1,14 @@
-"""Per-task scores of a model on held-out records, and greedy generation for serving.
+"""Per-task scores of a model on held-out records.
 
 Exact-match accuracy is computed without generating. Greedy decoding emits, at each position, the argmax token
 given what it emitted before. So greedy output equals the reference response (and stops, with EOS, right after it)
 if and only if, in one teacher-forced forward pass over prompt + reference + EOS, the argmax at every response
 position is the next reference token: by induction, the prefixes greedy decoding sees are then exactly the
 reference prefixes. One batched forward pass per example therefore gives the same verdict as generating
-(``tests/clm_lib/evaluation/test_metrics.py`` checks this against ``model.generate``). Two fine points: the
-verdict is on tokens, so a greedy output that spells the reference with other tokens counts as wrong (stricter,
-never more lenient); and floating-point differences between a padded batch and step-by-step decoding could flip an
-exact tie between two logits, which does not happen in practice.
+(``tests/clm_lib/evaluation/test_metrics.py`` checks this against :func:`clm_lib.modeling.generate.generate`).
+Two fine points: the verdict is on tokens, so a greedy output that spells the reference with other tokens counts
+as wrong (stricter, never more lenient); and floating-point differences between a padded batch and step-by-step
+decoding could flip an exact tie between two logits, which does not happen in practice.
 
 A model with per-task adapters (``clm_lib.modeling.task_adapters``) answers each prompt with its task's adapter, all
 in one mixed batch. Scoring routes with the learned router by default, as serving does (no task id at inference),
@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
+from clm_lib.modeling.examples import IGNORE_INDEX, check_table, collate, encode_table
+from clm_lib.modeling.prompt import PromptFormat, prompt_format, special_ids
 from clm_lib.modeling.task_adapters import routing_of
-from clm_lib.training.data import IGNORE_INDEX, check_table, collate, encode_prompts, encode_table, special_ids
-from clm_lib.training.formatting import parse_response
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,15 @@ def score_examples(
     batch_size: int,
     max_length: int | None = None,
     route_by_task: bool = False,
+    fmt: PromptFormat | None = None,
 ) -> list[ExampleScore]:
-    """Score every row of ``records`` (columns ``id, task, prompt, response``) in teacher-forced forward passes."""
+    """Score every row of ``records`` (columns ``id, task, prompt, response``) in teacher-forced forward passes.
+
+    The prompts are in the model's own prompt format unless ``fmt`` says otherwise.
+    """
     records = check_table(records, "eval_data")
-    examples = encode_table(tokenizer, records, _max_length(model, max_length), "eval")
+    fmt = fmt or prompt_format(model, tokenizer)
+    examples = encode_table(tokenizer, records, _max_length(model, max_length), "eval", fmt=fmt)
     names = _adapter_names(
         model, records.column("prompt").to_pylist(), records.column("task").to_pylist() if route_by_task else None
     )
@@ -127,6 +132,7 @@ def score_tasks(
     batch_size: int,
     max_length: int | None = None,
     route_by_task: bool = False,
+    fmt: PromptFormat | None = None,
 ) -> dict[str, TaskScore]:
     """Task -> :class:`TaskScore` on a stable subset of ``eval_data`` (columns ``id, task, prompt, response``).
 
@@ -135,7 +141,7 @@ def score_tasks(
     subset = eval_subset(check_table(eval_data, "eval_data"), max_examples_per_task)
     by_task: dict[str, list[ExampleScore]] = {}
     scored = score_examples(
-        model, tokenizer, subset, batch_size=batch_size, max_length=max_length, route_by_task=route_by_task
+        model, tokenizer, subset, batch_size=batch_size, max_length=max_length, route_by_task=route_by_task, fmt=fmt
     )
     for s in scored:
         by_task.setdefault(s.task, []).append(s)
@@ -149,50 +155,3 @@ def score_tasks(
             n=len(scores),
         )
     return out
-
-
-@torch.inference_mode()
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    max_new_tokens: int = 32,
-    *,
-    batch_size: int = 32,
-    max_length: int | None = None,
-    tasks: Sequence[str | None] | None = None,
-) -> list[str]:
-    """Greedy answers to raw requests (the prompt template is applied here), one string per prompt.
-
-    ``tasks`` (optional, one per prompt, ``None`` for unknown) picks per-task adapters by task id; prompts without
-    a known task are routed by the learned router. A model with a single adapter ignores it.
-    """
-    bos, eos, pad = special_ids(tokenizer)
-    names = _adapter_names(model, prompts, tasks)
-    device = next(model.parameters()).device
-    budget = max(1, _max_length(model, max_length) - max_new_tokens)
-    was_training = model.training
-    model.eval()
-    answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = encode_prompts(tokenizer, prompts[start : start + batch_size], budget)
-        width = max(len(ids) for ids in encoded)
-        # Left padding, so every row's answer starts at the same position.
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=eos,
-            bos_token_id=bos,
-            **_routed(names, range(start, start + len(encoded))),
-        )
-        for row in out[:, width:].tolist():
-            if eos in row:
-                row = row[: row.index(eos)]
-            answers.append(parse_response(tokenizer.decode(row, skip_special_tokens=True)))
-    model.train(was_training)
-    return answers

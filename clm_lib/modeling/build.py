@@ -2,7 +2,7 @@
 
 The product story is "a pretrained base model + LoRA adapters", so the demo base gets a short warm-up
 pretraining (``model.pretrain_steps``, full-parameter causal LM) on unlabelled support text from
-:func:`clm_lib.demo.stream.support_corpus`: tickets of every product line without their triage answers, and desk
+:func:`clm_lib.modeling.corpus.support_corpus`: tickets of every product line without their triage answers, and desk
 notes that pair teams and actions at random. It knows the words of the trade, as a real base model knows a
 language, but not which ticket gets which answer: every accuracy point on a task is learned by its adapter.
 
@@ -28,8 +28,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from clm_lib.config import ClmConfig
-from clm_lib.demo.stream import support_corpus
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.corpus import support_corpus
 from clm_lib.modeling.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def build_base_model(cfg: ClmConfig, out_dir: Path) -> Path:
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": cfg.model.seed,
-        "corpus": {"source": "clm_lib.demo.stream.support_corpus", "texts": CORPUS_SIZE, "seed": CORPUS_SEED},
+        "corpus": {"source": "clm_lib.modeling.corpus.support_corpus", "texts": CORPUS_SIZE, "seed": CORPUS_SEED},
         "pretrain_steps": cfg.model.pretrain_steps,
         "pretrain_loss": {"first": losses[0], "last": losses[-1]} if losses else None,
         "seconds": round(time.monotonic() - start, 1),

@@ -10,6 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.prompt import PROMPT_ATTR, PromptFormat, load_prompt_config
 from clm_lib.modeling.task_adapters import load_task_adapters, read_manifest
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def load_model(
 
     The tokenizer is read from the adapter folder when it holds one (clm saves it there, so an adapter is
     self-describing), else from the base folder. Nothing is fetched from a hub. The model is in eval mode
-    unless ``is_trainable``. A per-task adapter folder (``clm_lib.modeling.task_adapters``) loads every task's
-    adapter, with the routing that sends each prompt to its own.
+    unless ``is_trainable`` and carries the adapter's prompt format (``clm_lib.modeling.prompt``). A per-task
+    adapter folder (``clm_lib.modeling.task_adapters``) loads every task's adapter, with the routing that sends
+    each prompt to its own.
     """
     base_dir = Path(base_dir)
     device = torch.device(device)
@@ -62,6 +64,10 @@ def load_model(
             model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise TrainingError(f"cannot load the adapter at {adapter_dir} onto {base_dir}: {exc}") from None
+    # The adapter learned one prompt format; checked against the tokenizer now, not at the first request.
+    prompt = load_prompt_config(adapter_dir)
+    PromptFormat(tokenizer, prompt)
+    setattr(model, PROMPT_ATTR, prompt)
     model.to(device)
     model.train(is_trainable)
     return model, tokenizer

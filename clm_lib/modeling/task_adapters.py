@@ -8,9 +8,9 @@ A per-task adapter folder (what training writes, what MLflow logs with the model
     tokenizer files, clm_strategies/   as in a shared adapter folder
 
 :func:`load_task_adapters` puts every adapter on the base model and attaches a :class:`Routing` to it as
-``model.clm_routing``. Scoring and generation (``clm_lib.evaluation.metrics``) read it and send each prompt through
-its adapter in one mixed batch (PEFT's ``adapter_names``): the task's adapter when the caller names a known task,
-else the router's choice.
+``model.clm_routing``. Scoring (``clm_lib.evaluation.metrics``) and generation (``clm_lib.modeling.generate``) read
+it and send each prompt through its adapter in one mixed batch (PEFT's ``adapter_names``): the task's adapter when
+the caller names a known task, else the router's choice.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def load_task_adapters(base_model, adapter_dir: str | Path, *, is_trainable: boo
 
 
 def adapter_kwargs(model: Any, prompts: Sequence[str], tasks: Sequence[str | None] | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``model(...)`` / ``model.generate(...)`` on a batch of ``prompts`` that send each one
+    """Keyword arguments for a forward pass or generation on a batch of ``prompts`` that send each one
     through its adapter (PEFT mixed-batch inference); ``{}`` for a model with a single adapter."""
     routing = routing_of(model)
     return {"adapter_names": routing.assign(prompts, tasks)} if routing is not None else {}

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
-from clm_lib.db.models import Evaluation, TrainingRun
+from clm_lib.db.models import AuditEntry, Evaluation, TrainingRun
 from clm_lib.errors import RegistryError
+from clm_lib.faults import fault_point
+from clm_lib.registry.aliases import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 _REQUIREMENTS = ("torch", "transformers", "peft", "tokenizers", "mlflow", "pandas")
+MODEL_ARTIFACT = "model"
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:+-]+")
 
 
 def client(cfg: ClmConfig):
@@ -69,6 +73,7 @@ def move_alias(
         c.delete_registered_model_alias(name, alias)
     else:
         c.set_registered_model_alias(name, alias, to_version)
+    fault_point("alias.after_mlflow_write")  # moved in MLflow, its audit entry not yet committed
     audit.record(
         session,
         action=f"alias.{alias}",
@@ -112,52 +117,158 @@ def lineage_tags(run: TrainingRun) -> dict[str, str]:
 def register_candidate(
     cfg: ClmConfig, session: Session, run: TrainingRun, evaluation: Evaluation, *, actor: str | None = None
 ) -> str:
-    """Log the run's model to MLflow, register it as a new version and make it the challenger."""
+    """Make the run's model a model version and the challenger; returns the version.
+
+    Safe to call again after a crash at any step (the Airflow task's retry): each step first looks for what an
+    earlier try did (``docs/reliability.md``, "Training and registration"):
+
+    1. the MLflow model version: one tagged ``clm.training_run_id`` with this run's id is reused, else the model is
+       logged (or an earlier try's finished MLflow run reused) and a version created *with* its lineage tags, in one
+       registry call, so no version ever exists that this lookup cannot find;
+    2. clm's DB records it (``training_runs.model_version``, the evaluation's, an audited ``model.registered``),
+       committed before the alias moves;
+    3. the ``challenger`` alias, audited: done when the audit log already says this run's version became challenger.
+    """
+    version_, mlflow_run_id = run.model_version, None
+    if version_ is None:
+        version_, mlflow_run_id = registered_version(cfg, run.id)
+    if version_ is None:
+        version_, mlflow_run_id = _create_version(cfg, run, evaluation)
+    fault_point("register.after_version_created")
+    if run.model_version != version_:
+        run.model_version = version_
+        evaluation.model_version = version_
+        audit.record(
+            session,
+            action="model.registered",
+            target=f"{cfg.registry.model_name}/{version_}",
+            actor=actor,
+            to_value=version_,
+            reason=f"candidate from training run {run.id}",
+            details={"mlflow_run_id": mlflow_run_id, **lineage_tags(run)},
+        )
+    session.commit()  # the DB knows the version before the alias points at it
+    fault_point("register.after_db_commit")
+    _make_challenger(cfg, session, run.id, version_, actor=actor)
+    return version_
+
+
+def registered_version(cfg: ClmConfig, training_run_id: str) -> tuple[str | None, str | None]:
+    """(version, its MLflow run id) of the model version registered from this training run, or (None, None).
+
+    Found by its ``clm.training_run_id`` tag; if a registry holds two (made before registration was idempotent), the
+    oldest wins and the others are logged."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client(cfg).search_model_versions(
+            f"name = '{cfg.registry.model_name}' and tags.`clm.training_run_id` = '{_filter_value(training_run_id)}'"
+        )
+    except MlflowException:
+        return None, None  # no registered model yet
+    found = sorted(found, key=lambda mv: int(mv.version))
+    if not found:
+        return None, None
+    if len(found) > 1:
+        log.warning(
+            "training run %s has %d model versions (%s); using %s",
+            training_run_id,
+            len(found),
+            ", ".join(mv.version for mv in found),
+            found[0].version,
+        )
+    return str(found[0].version), found[0].run_id
+
+
+def _filter_value(value: str) -> str:
+    # MLflow's filter grammar has no escape for a quote; clm's run ids never hold one.
+    if not _SAFE_ID.fullmatch(value):
+        raise RegistryError(f"training run id {value!r} has characters a registry search cannot hold")
+    return value
+
+
+def _create_version(cfg: ClmConfig, run: TrainingRun, evaluation: Evaluation) -> tuple[str, str]:
     import mlflow
+    from mlflow.entities import RunStatus
 
     from clm_lib.registry.pyfunc import ClmModel
 
     adapter = Path(run.output_dir or "") / "adapter"
     if not adapter.is_dir():
         raise RegistryError(f"training run {run.id} has no adapter at {adapter}")
-    client(cfg)
-    mlflow.set_experiment(cfg.registry.experiment)
-    tags = lineage_tags(run)
-    with mlflow.start_run(run_name=run.id, tags=tags) as mlrun:
-        mlflow.log_params(_flat_params(run))
-        mlflow.log_metrics(_metrics(run, evaluation))
-        mlflow.log_dict({"tasks": evaluation.tasks, "matrix": evaluation.matrix}, "evaluation/accuracy_matrix.json")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ClmModel(),
-            artifacts={"base": run.base_model, "adapter": str(adapter)},
-            pip_requirements=_pins(),
-            registered_model_name=cfg.registry.model_name,
-            model_config={"max_new_tokens": 32},
-        )
-    version_ = str(info.registered_model_version)
     c = client(cfg)
-    for key, value in {**tags, "clm.mlflow_run_id": mlrun.info.run_id}.items():
-        c.set_model_version_tag(cfg.registry.model_name, version_, key, value)
-    c.set_model_version_tag(
-        cfg.registry.model_name, version_, "clm.average_accuracy", f"{evaluation.average_accuracy:.2f}"
+    experiment = mlflow.set_experiment(cfg.registry.experiment)
+    tags = lineage_tags(run)
+    earlier = c.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`clm.training_run_id` = '{_filter_value(run.id)}'",
+        order_by=["attributes.start_time DESC"],
     )
-    run.model_version = version_
-    evaluation.model_version = version_
-    audit.record(
-        session,
-        action="model.registered",
-        target=f"{cfg.registry.model_name}/{version_}",
-        actor=actor,
-        to_value=version_,
-        reason=f"candidate from training run {run.id}",
-        details={"mlflow_run_id": mlrun.info.run_id, **tags},
+    for stale in (r for r in earlier if r.info.status == RunStatus.to_string(RunStatus.RUNNING)):
+        c.set_terminated(stale.info.run_id, "KILLED")  # a try killed while logging: its model may be partial
+    done = next((r for r in earlier if r.info.status == RunStatus.to_string(RunStatus.FINISHED)), None)
+    if done is not None:
+        mlflow_run_id = done.info.run_id  # a try killed after logging the model, before registering it
+    else:
+        with mlflow.start_run(run_name=run.id, tags=tags) as mlrun:
+            mlflow.log_params(flat_params(run))
+            mlflow.log_metrics(_metrics(run, evaluation))
+            mlflow.log_dict({"tasks": evaluation.tasks, "matrix": evaluation.matrix}, "evaluation/accuracy_matrix.json")
+            mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=ClmModel(),
+                artifacts={"base": run.base_model, "adapter": str(adapter)},
+                pip_requirements=_pins(),
+                model_config={"max_new_tokens": 32},
+            )
+            fault_point("register.while_logging")
+        mlflow_run_id = mlrun.info.run_id
+        fault_point("register.after_model_logged")
+    # What log_model(registered_model_name=...) does, with the tags in the same create call.
+    mv = mlflow.register_model(
+        f"runs:/{mlflow_run_id}/{MODEL_ARTIFACT}",
+        cfg.registry.model_name,
+        tags={
+            **tags,
+            "clm.mlflow_run_id": mlflow_run_id,
+            "clm.average_accuracy": f"{evaluation.average_accuracy:.2f}",
+        },
     )
-    move_alias(cfg, session, CHALLENGER, version_, actor=actor, reason=f"new candidate from {run.id}")
-    return version_
+    return str(mv.version), mlflow_run_id
 
 
-def _flat_params(run: TrainingRun) -> dict[str, Any]:
+def _make_challenger(cfg: ClmConfig, session: Session, training_run_id: str, version_: str, *, actor: str | None):
+    """Point ``challenger`` at the new version once: not again when the audit log says it was (a later promotion
+    may have moved it on since), and never at the serving champion."""
+    target = f"{cfg.registry.model_name}@{CHALLENGER}"
+    reason = f"new candidate from {training_run_id}"
+    done = session.scalar(
+        select(AuditEntry.id).where(
+            AuditEntry.action == f"alias.{CHALLENGER}",
+            AuditEntry.target == target,
+            AuditEntry.to_value == version_,
+            AuditEntry.reason == reason,
+        )
+    )
+    if done is not None or alias_version(cfg, CHAMPION) == version_:
+        return
+    if alias_version(cfg, CHALLENGER) == version_:
+        # An earlier try moved the alias and was killed before its audit entry committed: write the entry now.
+        audit.record(
+            session,
+            action=f"alias.{CHALLENGER}",
+            target=target,
+            actor=actor,
+            to_value=version_,
+            reason=reason,
+            details={"recorded_on_retry": True},
+        )
+        return
+    move_alias(cfg, session, CHALLENGER, version_, actor=actor, reason=reason)
+
+
+def flat_params(run: TrainingRun) -> dict[str, Any]:
+    """The run's parameters as MLflow records them (the registry screen shows the same from clm's database)."""
     params: dict[str, Any] = {"new_rows": run.new_rows, "replay_rows": run.replay_rows}
     for name, conf in (run.strategies or {}).items():
         for key, value in (conf or {}).items():
@@ -177,15 +288,16 @@ def _metrics(run: TrainingRun, evaluation: Evaluation) -> dict[str, float]:
 
 
 def register_run(cfg: ClmConfig, training_run_id: str, *, actor: str | None = None) -> str:
-    """Register the evaluated output of a training run; returns the new model version."""
+    """Register the evaluated output of a training run; returns its model version.
+
+    Idempotent: a retry after a crash finishes what the killed try started and never makes a second version
+    (:func:`register_candidate`); calling it for a registered run returns that run's version."""
     from clm_lib.evaluation.evaluate import latest_evaluation
 
     with session_scope(cfg.database_url) as s:
         run = s.get(TrainingRun, training_run_id)
         if run is None:
             raise RegistryError(f"unknown training run {training_run_id}")
-        if run.model_version:
-            return run.model_version  # a retried task must not register the same run twice
         evaluation = latest_evaluation(s, training_run_id)
         if evaluation is None:
             raise RegistryError(f"training run {training_run_id} has not been evaluated; evaluate it first")

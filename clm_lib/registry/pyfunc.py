@@ -1,8 +1,10 @@
 """The MLflow pyfunc wrapper of a clm model: base model + LoRA adapter, answering prompts.
 
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(["prompt", ...])`` returns the
-greedy answers. The base model travels inside the artifact (the demo's is a few MB) unless the
-registration was told to reference a shared base path, so a version stays loadable on its own.
+greedy answers (:func:`clm_lib.modeling.generate.generate`, in the prompt format saved with the adapter,
+exactly as evaluation and serving answer). The base model travels inside the artifact (the demo's is a
+few MB) unless the registration was told to reference a shared base path, so a version stays loadable on
+its own.
 
 A version with per-task adapters answers each prompt with its task's adapter: the input may name the task
 (a ``task`` column, or ``{"prompt": [...], "task": [...]}``), otherwise the version's learned router picks it.
@@ -25,7 +27,7 @@ class ClmModel(mlflow.pyfunc.PythonModel):
         self.max_new_tokens = int((context.model_config or {}).get("max_new_tokens", 32))
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
-        from clm_lib.evaluation.metrics import generate
+        from clm_lib.modeling.generate import generate
 
         prompts, tasks = _prompts(model_input)
         max_new = int((params or {}).get("max_new_tokens", self.max_new_tokens))

@@ -7,7 +7,7 @@ never an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clm_lib.db.models import Deployment, DeploymentEvent
-from clm_lib.deploy.history import ACTIVE
+from clm_lib.deploy.history import version_marks
+from clm_lib.deploy.plan import ACTIVE
 from clm_lib.reporting.stores import utc
 
 STEP_LABELS = {
@@ -82,11 +83,13 @@ class DeploymentView:
     started_at: datetime | None
     finished_at: datetime | None
     switch_ms: float | None
-    """Rollbacks: from taking the deploy lock to all traffic on the target."""
+    """Rollbacks: from the call (the deploy lock's wait included) to all traffic on the target."""
     warm: bool | None
     """Rollbacks: the target was still loaded, so the switch was a weight flip."""
     steps: list[Step]
     """Filled for the deployments the page details (the current one, a rollback just made); else empty."""
+    marks: dict[str, str] = field(default_factory=dict)
+    """``version`` and ``from_version`` when rolled back or rejected (and not champion since): why, in words."""
 
     @property
     def active(self) -> bool:
@@ -103,21 +106,19 @@ def read(
     if focused is not None:
         wanted.add(focused.id)
     events = _events(session, {r.id for r in rows} | wanted)
-    views = [_view(r, events.get(r.id, []), detailed=r.id in wanted) for r in rows]
-    focus_view = _view(focused, events.get(focused.id, []), detailed=True) if focused is not None else None
+    marked = {v: m.text for v, m in version_marks(session).items()}
+    views = [_view(r, events.get(r.id, []), marked, detailed=r.id in wanted) for r in rows]
+    focus_view = _view(focused, events.get(focused.id, []), marked, detailed=True) if focused is not None else None
     return views, focus_view
 
 
-def former_champions(session: Session, limit: int = 200) -> list[tuple[str, datetime | None, int]]:
-    """Versions that became champion (a completed promotion or rollback), newest first, each once, with when
-    and by which deployment: the versions known to have served all traffic."""
-    out: dict[str, tuple[str, datetime | None, int]] = {}
-    stmt = select(Deployment).order_by(Deployment.id.desc()).limit(limit)
-    for dep in session.scalars(stmt):
-        became = (dep.kind, dep.status) in (("promotion", "promoted"), ("rollback", "completed"))
-        if became and dep.version not in out:
-            out[dep.version] = (dep.version, utc(dep.finished_at or dep.started_at), dep.id)
-    return list(out.values())
+def of_version(session: Session, version: str) -> list[DeploymentView]:
+    """Every deployment that put ``version`` on traffic or took it off, newest first, with its steps."""
+    stmt = select(Deployment).where((Deployment.version == version) | (Deployment.from_version == version))
+    rows = list(session.scalars(stmt.order_by(Deployment.id.desc())))
+    events = _events(session, {r.id for r in rows})
+    marked = {v: m.text for v, m in version_marks(session).items()}
+    return [_view(r, events.get(r.id, []), marked, detailed=True) for r in rows]
 
 
 def _events(session: Session, ids: set[int]) -> dict[int, list[DeploymentEvent]]:
@@ -130,7 +131,7 @@ def _events(session: Session, ids: set[int]) -> dict[int, list[DeploymentEvent]]
     return out
 
 
-def _view(dep: Deployment, events: list[DeploymentEvent], *, detailed: bool) -> DeploymentView:
+def _view(dep: Deployment, events: list[DeploymentEvent], marked: dict[str, str], *, detailed: bool) -> DeploymentView:
     switch = next((e.metrics for e in events if e.step == "switch" and isinstance(e.metrics, dict)), {})
     switch_ms = switch.get("switch_ms")
     return DeploymentView(
@@ -150,6 +151,7 @@ def _view(dep: Deployment, events: list[DeploymentEvent], *, detailed: bool) -> 
         switch_ms=float(switch_ms) if isinstance(switch_ms, int | float) else None,
         warm=switch.get("warm") if isinstance(switch.get("warm"), bool) else None,
         steps=[_step(e) for e in events] if detailed else [],
+        marks={v: marked[v] for v in (dep.version, dep.from_version) if v in marked},
     )
 
 

@@ -113,6 +113,25 @@ def read_checks(session: Session, max_checks: int, max_alerts: int) -> tuple[lis
     return [checks[c] for c in reversed(plotted)], [checks[c] for c in alerted]
 
 
+def checks_by_id(session: Session, check_ids: list[str], training_run_id: str | None = None) -> list[Check]:
+    """The checks named (and, with ``training_run_id``, those linked to that run), oldest first."""
+    where = DriftReport.check_id.in_(list(check_ids)) if check_ids else None
+    if training_run_id:
+        linked = DriftReport.training_run_id == training_run_id
+        where = linked if where is None else where | linked
+    if where is None:
+        return []
+    ids = list(dict.fromkeys(session.scalars(select(DriftReport.check_id).where(where))))
+    rows: dict[str, list[DriftReport]] = {}
+    stmt = select(DriftReport).options(defer(DriftReport.details)).where(DriftReport.check_id.in_(ids))
+    for row in session.scalars(stmt.order_by(DriftReport.id)):
+        rows.setdefault(row.check_id, []).append(row)
+    run_ids = {r.training_run_id for rs in rows.values() for r in rs if r.training_run_id}
+    runs = {r.id: r for r in session.scalars(select(TrainingRun).where(TrainingRun.id.in_(run_ids)))} if run_ids else {}
+    found = [_check(rs, runs) for rs in rows.values()]
+    return sorted(found, key=lambda c: (c.checked_at is None, c.checked_at or 0, c.check_id))
+
+
 def _check(rows: list[DriftReport], runs: dict[str, TrainingRun]) -> Check:
     first = rows[0]
     run_id = next((r.training_run_id for r in rows if r.training_run_id), None)

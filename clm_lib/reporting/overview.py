@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,8 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
-from clm_lib.db.models import Evaluation, GateDecision, IngestionBatch, TrainingRun
+from clm_lib.db.models import Deployment, DriftReport, Evaluation, GateDecision, IngestionBatch, TrainingRun
 from clm_lib.evaluation.matrix import AccuracyMatrix
+from clm_lib.registry.aliases import CHALLENGER, CHAMPION
+from clm_lib.reporting import charts
+from clm_lib.reporting.alerts import Alert, open_alerts
+from clm_lib.reporting.integrations import tcp
 from clm_lib.reporting.stores import first_line as _first_line
 from clm_lib.reporting.stores import missing_sqlite as _missing_sqlite
 from clm_lib.reporting.stores import redact_url
@@ -32,13 +35,9 @@ from clm_lib.reporting.stores import utc as _utc
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-
 # A dead or hung MLflow server would otherwise hold the page for minutes: MLflow retries 7 times with
 # exponential backoff and waits up to 120 s per request (mlflow.environment_variables, 3.17).
 _MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-_PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,17 @@ class AliasedVersion:
 
 
 @dataclass(frozen=True)
+class RegisteredVersion:
+    """One model version as MLflow holds it."""
+
+    version: str
+    registered_at: datetime | None
+    mlflow_run_id: str | None
+    tags: dict[str, str]
+    """Its ``clm.*`` tags: the lineage :func:`clm_lib.registry.mlflow_registry.lineage_tags` wrote."""
+
+
+@dataclass(frozen=True)
 class RegistryState:
     """MLflow as the page sees it. ``status``: ok, empty (nothing registered yet) or unreachable."""
 
@@ -65,6 +75,8 @@ class RegistryState:
     champion: AliasedVersion | None = None
     challenger: AliasedVersion | None = None
     aliases_by_version: dict[str, list[str]] = field(default_factory=dict)
+    versions: dict[str, RegisteredVersion] | None = None
+    """Every version of the model, when asked for (``registry_state(cfg, versions=True)``) and readable."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,13 @@ class GateVerdict:
     reasons: list[str]
     champion_version: str | None
     decided_at: datetime | None
+
+    @classmethod
+    def of(cls, gate: GateDecision | None) -> GateVerdict | None:
+        """A stored gate decision as the screens show it (None stays None)."""
+        if gate is None:
+            return None
+        return cls(gate.passed, [str(r) for r in gate.reasons or []], gate.champion_version, _utc(gate.decided_at))
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,42 @@ class AuditLine:
 
 
 @dataclass(frozen=True)
+class StageHealth:
+    """One stage of the loop as its own table records it."""
+
+    stage: str
+    """ingestion, drift, training or serving."""
+    screen: str
+    """Path under ``/pluginsv2/clm`` of the stage's screen."""
+    state: Literal["ok", "failing", "never"]
+    """``failing``: the newest run of the stage failed; ``never``: the stage has not run yet."""
+    last_success: datetime | None
+    last_failure: datetime | None
+    failures_since_success: int
+    failing_since: datetime | None
+    """The first failure after the last success (None when the newest run succeeded)."""
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    model_version: str
+    training_run_id: str
+    created_at: datetime | None
+    average_accuracy: float
+    backward_transfer: float | None
+
+
+@dataclass(frozen=True)
+class ForgettingTrend:
+    """AA and BWT over versions: the newest evaluation of each version, oldest version first."""
+
+    points: list[TrendPoint]
+    aa_chart: charts.Chart
+    forgetting_chart: charts.Chart
+    """-BWT per version (up: more forgotten)."""
+
+
+@dataclass(frozen=True)
 class Overview:
     """Everything the overview screen shows."""
 
@@ -179,6 +234,12 @@ class Overview:
     matrix: LatestMatrix | None
     ingestion: Ingestion
     audit: list[AuditLine]
+    health: list[StageHealth] = field(default_factory=list)
+    """Ingestion, drift checks, training, serving: last success, failures since, failing since when."""
+    trend: ForgettingTrend | None = None
+    """AA and BWT of each model version, oldest first (None: no evaluation yet)."""
+    alerts: list[Alert] = field(default_factory=list)
+    """Open alerts, newest first (:func:`clm_lib.reporting.alerts.open_alerts`)."""
 
     @property
     def is_fresh_install(self) -> bool:
@@ -186,13 +247,18 @@ class Overview:
         return self.ingestion.last_batch is None and not self.candidates
 
 
-def build_overview(cfg: ClmConfig, *, max_candidates: int = 20, max_audit: int = 15) -> Overview:
+def build_overview(
+    cfg: ClmConfig, *, max_candidates: int = 20, max_audit: int = 15, max_alerts: int = 10
+) -> Overview:
     """Read clm's database and MLflow into an :class:`Overview`. Never raises for a missing or dead store."""
     registry = registry_state(cfg)
     candidates: list[Candidate] = []
     matrix: LatestMatrix | None = None
     ingestion = Ingestion(None, 0, 0, 0)
     audit_lines: list[AuditLine] = []
+    health: list[StageHealth] = []
+    trend: ForgettingTrend | None = None
+    alerts: list[Alert] = []
     problem = _missing_sqlite(cfg.database_url)
     if problem is None:
         try:
@@ -201,6 +267,9 @@ def build_overview(cfg: ClmConfig, *, max_candidates: int = 20, max_audit: int =
                 matrix = _latest_matrix(session)
                 ingestion = _ingestion(session)
                 audit_lines = [_audit_line(e) for e in audit.recent(session, limit=max_audit)]
+                health = stage_health(session)
+                trend = forgetting_trend(session)
+                alerts = open_alerts(session, limit=max_alerts)
         except SQLAlchemyError as exc:
             log.warning("overview: cannot read clm database %s", redact_url(cfg.database_url), exc_info=True)
             problem = f"cannot read clm's database: {_first_line(exc)}. Run `clm init` to create or migrate it."
@@ -218,6 +287,9 @@ def build_overview(cfg: ClmConfig, *, max_candidates: int = 20, max_audit: int =
         matrix=matrix,
         ingestion=ingestion,
         audit=audit_lines,
+        health=health,
+        trend=trend,
+        alerts=alerts,
     )
 
 
@@ -259,11 +331,7 @@ def _candidates(session, model_name: str, registry: RegistryState, limit: int) -
                 replay_rows=run.replay_rows or 0,
                 average_accuracy=ev.average_accuracy if ev else None,
                 backward_transfer=ev.backward_transfer if ev else None,
-                gate=GateVerdict(
-                    gate.passed, [str(r) for r in gate.reasons or []], gate.champion_version, _utc(gate.decided_at)
-                )
-                if gate
-                else None,
+                gate=GateVerdict.of(gate),
                 aliases=registry.aliases_by_version.get(version, []) if version else [],
                 airflow_dag_id=run.airflow_dag_id,
                 airflow_run_id=run.airflow_run_id,
@@ -273,8 +341,74 @@ def _candidates(session, model_name: str, registry: RegistryState, limit: int) -
     return out
 
 
+# Per stage: its table, when a run happened, which runs succeeded and which failed (others are under way).
+_STAGES = (
+    ("ingestion", "/ingestion", IngestionBatch.started_at,
+     IngestionBatch.status == "committed", IngestionBatch.status.in_(("failed", "gave_up"))),
+    ("drift", "/drift", DriftReport.created_at, DriftReport.status != "error", DriftReport.status == "error"),
+    ("training", "/", TrainingRun.started_at,
+     TrainingRun.status == "succeeded", TrainingRun.status.in_(("failed", "interrupted"))),
+    ("serving", "/serving", Deployment.started_at,
+     Deployment.status.in_(("promoted", "completed")), Deployment.status.in_(("failed", "rolled_back"))),
+)  # fmt: skip
+
+
+def stage_health(session) -> list[StageHealth]:
+    """Health of each stage of the loop from clm's own tables (no process is asked)."""
+    out = []
+    for stage, screen, at, ok, bad in _STAGES:
+        stored = session.scalar(select(func.max(at)).where(ok))  # as the driver returns it: compared below
+        last_success = _utc(stored)
+        failed = select(func.count(), func.min(at)).where(bad)
+        if stored is not None:
+            failed = failed.where(at > stored)
+        count, first = session.execute(failed).one()
+        last_failure = _utc(session.scalar(select(func.max(at)).where(bad)))
+        state = "failing" if count else ("ok" if last_success else "never")
+        out.append(StageHealth(stage, screen, state, last_success, last_failure, int(count),
+                               _utc(first) if count else None))  # fmt: skip
+    return out
+
+
+def forgetting_trend(session, limit: int = 40) -> ForgettingTrend | None:
+    """The newest evaluation of each of the last ``limit`` model versions, as points and two charts."""
+    newest: dict[str, Evaluation] = {}
+    for ev in session.scalars(
+        select(Evaluation).where(Evaluation.model_version.is_not(None)).order_by(Evaluation.created_at, Evaluation.id)
+    ):
+        newest.pop(ev.model_version, None)
+        newest[ev.model_version] = ev  # re-inserted: ordered by each version's newest evaluation
+    evs = list(newest.values())[-limit:]
+    if not evs:
+        return None
+    points = [
+        TrendPoint(ev.model_version, ev.training_run_id, _utc(ev.created_at), float(ev.average_accuracy),
+                   None if ev.backward_transfer is None else float(ev.backward_transfer))
+        for ev in evs
+    ]  # fmt: skip
+    ticks = [(i, f"v{p.model_version}") for i, p in enumerate(points)]
+    aa = [charts.Point(i, p.average_accuracy, None, "pt pt-ok", f"v{p.model_version}: AA {p.average_accuracy:.1f}")
+          for i, p in enumerate(points)]  # fmt: skip
+    lost = [None if p.backward_transfer is None else max(0.0, -p.backward_transfer) for p in points]
+    fg = [
+        charts.Point(i, v, None, "pt pt-drift" if v else "pt pt-ok",
+                     f"v{p.model_version}: BWT {'—' if p.backward_transfer is None else f'{p.backward_transfer:+.1f}'}")
+        for i, (p, v) in enumerate(zip(points, lost, strict=True))
+    ]  # fmt: skip
+    return ForgettingTrend(
+        points,
+        charts.series_chart(aa, len(points), ticks, charts.LinearScale(100.0)),
+        charts.series_chart(fg, len(points), ticks, charts.LinearScale.fitting(lost)),
+    )
+
+
 def _latest_matrix(session) -> LatestMatrix | None:
     ev = session.scalars(select(Evaluation).order_by(Evaluation.created_at.desc(), Evaluation.id.desc())).first()
+    return matrix_of(ev)
+
+
+def matrix_of(ev: Evaluation | None) -> LatestMatrix | None:
+    """An evaluation's accuracy matrix R with AA, BWT and per-task forgetting (None when it has none)."""
     if ev is None or not ev.tasks or not ev.matrix:
         return None
     tasks = [str(t) for t in ev.tasks]
@@ -357,9 +491,10 @@ def _audit_line(entry) -> AuditLine:
 # --- MLflow ----------------------------------------------------------------------------------------
 
 
-def registry_state(cfg: ClmConfig) -> RegistryState:
-    """MLflow's view of the model: its aliases, champion and challenger. Bounded and tolerant (also used by the
-    serving screen): a missing store, an empty registry or a dead server is a state, not an exception."""
+def registry_state(cfg: ClmConfig, *, versions: bool = False) -> RegistryState:
+    """MLflow's view of the model: its aliases, champion and challenger (and, with ``versions``, every version).
+    Bounded and tolerant (also used by the serving and registry screens): a missing store, an empty registry or a
+    dead server is a state, not an exception."""
     uri = cfg.tracking_uri
     shown = redact_url(uri)
     name = cfg.registry.model_name
@@ -383,6 +518,7 @@ def registry_state(cfg: ClmConfig) -> RegistryState:
                 raise
             aliases: dict[str, str] = {str(k): str(v) for k, v in (model.aliases or {}).items()}
             cards = {a: _aliased(client, name, a) for a in (CHAMPION, CHALLENGER) if a in aliases}
+            listed = _versions(client, name) if versions else None
     except Exception as exc:  # any failure to read MLflow is a state of the page, not a crash
         log.warning("overview: cannot read MLflow registry at %s", shown, exc_info=True)
         return RegistryState("unreachable", f"Cannot read the MLflow registry at {shown}: {_first_line(exc)}", shown)
@@ -396,7 +532,31 @@ def registry_state(cfg: ClmConfig) -> RegistryState:
         champion=cards.get(CHAMPION),
         challenger=cards.get(CHALLENGER),
         aliases_by_version=by_version,
+        versions=listed,
     )
+
+
+_MAX_VERSION_PAGES = 20
+"""Pages of 10,000 versions read at most: a registry larger than that lists its newest 200,000."""
+
+
+def _versions(client, name: str) -> dict[str, RegisteredVersion]:
+    out: dict[str, RegisteredVersion] = {}
+    token = None
+    for _ in range(_MAX_VERSION_PAGES):
+        page = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"], page_token=token)
+        for mv in page:
+            created = mv.creation_timestamp
+            out[str(mv.version)] = RegisteredVersion(
+                version=str(mv.version),
+                registered_at=datetime.fromtimestamp(created / 1000, tz=UTC) if created else None,
+                mlflow_run_id=mv.run_id or None,
+                tags={str(k): str(v) for k, v in (mv.tags or {}).items() if str(k).startswith("clm.")},
+            )
+        token = page.token
+        if not token:
+            break
+    return out
 
 
 def _aliased(client, name: str, alias: str) -> AliasedVersion:
@@ -431,15 +591,9 @@ def _with_scores(registry: RegistryState, candidates: list[Candidate]) -> Regist
 
 def _probe(uri: str) -> str | None:
     """For an HTTP tracking server, a quick TCP connect: None if it accepts, else why not."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https"):
+    if urlsplit(uri).scheme not in ("http", "https"):
         return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "localhost", port), timeout=_PROBE_TIMEOUT_S):
-            return None
-    except OSError as exc:
-        return exc.strerror or str(exc) or type(exc).__name__
+    return tcp(uri)
 
 
 @contextmanager

@@ -40,8 +40,8 @@ class AirflowClient:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
-            if exc.code == 401 and auth and self._token:
-                self._token = None  # expired: get a new one once
+            if exc.code == 401 and auth and self._token and self.password:
+                self._token = None  # expired: get a new one once (a caller's own token cannot be renewed here)
                 return self._request(method, path, body, auth=auth)
             raise AirflowAPIError(f"Airflow {method} {path} -> HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:

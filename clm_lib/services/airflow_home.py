@@ -230,6 +230,22 @@ def ensure_role_users(cfg: ClmConfig, env: dict[str, str], log: Path) -> list[Ad
     return [ensure_user(cfg, env, log, name, role) for name, role in ROLE_USERS.items()]
 
 
+PLUGIN_READERS = ("Viewer", "User", "Op")
+"""FAB roles that may read clm's screens; Admin has every permission already."""
+
+
+def grant_plugin_view(env: dict[str, str], log: Path) -> str:
+    """Let every role that may read clm's screens find them in the navigation.
+
+    Airflow's React UI builds plugin nav entries from ``GET /api/v2/plugins``, which the FAB auth manager maps to
+    ``can_read`` on ``Plugins``, a permission only Admin has by default: without it a Viewer's navigation has no clm
+    entry and ``/plugin/clm-*`` renders a 404, though the pages themselves admit view access (seen on Airflow 3.3.2).
+    FAB's role sync only adds permissions, so the grant survives restarts; re-running it is a no-op.
+    """
+    run_airflow(["roles", "add-perms", *PLUGIN_READERS, "-r", "Plugins", "-a", "can_read"], env, log)
+    return ", ".join(PLUGIN_READERS)
+
+
 def ensure_user(cfg: ClmConfig, env: dict[str, str], log: Path, name: str, role: str) -> AdminCredentials:
     """Create the FAB user ``name`` with ``role`` and a generated password kept in ``<name>-credentials``; keep an
     existing one.

@@ -18,15 +18,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from clm_lib.config import ClmConfig
 from clm_lib.errors import ClmError
+from clm_lib.redaction import redact_url
 
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
+_URL_FIELDS = ("tracking_store", "remote_tracking_uri")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,6 @@ class Stack:
                 (
                     sys.executable, "-m", "mlflow", "server",
                     "--host", self.host, "--port", str(self.mlflow_port), "--workers", "1",
-                    "--backend-store-uri", self.tracking_store,
                     # Artifacts are plain files under CLM_HOME: a client on the SQLite store directly and one
                     # going through this server read and write the same place.
                     "--default-artifact-root", str(self.home / "mlartifacts"), "--no-serve-artifacts",
@@ -98,7 +99,11 @@ class Stack:
                 r"mlflow.*server",
                 self.mlflow_url,
                 # The default server also runs job consumers and 4 workers: ~2.3 GiB idle instead of ~0.4.
-                env=(("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),),
+                # The store by environment, not argument: a command line (and a password in it) is public in `ps`.
+                env=(
+                    ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+                    ("MLFLOW_BACKEND_STORE_URI", self.tracking_store),
+                ),
             )
             comps.insert(0, mlflow)
         return comps
@@ -130,7 +135,7 @@ def plan_stack(cfg: ClmConfig, airflow_port: int | None = None, mlflow_port: int
     mlflow_port = mlflow_port or cfg.server.mlflow_port
     own = {f"http://{h}:{mlflow_port}" for h in ("127.0.0.1", "localhost", host)}
     env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
-    uri = (None if env_uri in own else env_uri) or cfg.registry.tracking_uri or f"sqlite:///{cfg.home / 'mlflow.db'}"
+    uri = (None if env_uri in own else env_uri) or cfg.tracking_uri
     remote = uri.startswith(REMOTE_SCHEMES)
     return Stack(
         home=cfg.home,
@@ -143,8 +148,11 @@ def plan_stack(cfg: ClmConfig, airflow_port: int | None = None, mlflow_port: int
 
 
 def save_stack(cfg: ClmConfig, stack: Stack) -> None:
+    """Write ``run/stack.json``; its URLs are redacted (:func:`load_stack` takes the real ones from the config)."""
     run_dir(cfg).mkdir(parents=True, exist_ok=True)
     data = asdict(stack) | {"home": str(stack.home)}
+    for name in _URL_FIELDS:
+        data[name] = data[name] and redact_url(data[name])
     _stack_file(cfg).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
@@ -152,9 +160,18 @@ def load_stack(cfg: ClmConfig) -> Stack | None:
     """The stack recorded by the last ``clm up``, or None."""
     try:
         data = json.loads(_stack_file(cfg).read_text(encoding="utf-8"))
-        return Stack(**(data | {"home": Path(data["home"])}))
+        stack = Stack(**(data | {"home": Path(data["home"])}))
     except (OSError, ValueError, TypeError, KeyError):
         return None
+    # The file holds the URLs redacted: where this config plans the same URL, its real value (password included)
+    # replaces the redacted one.
+    planned = plan_stack(cfg, stack.airflow_port, stack.mlflow_port)
+    real = {}
+    for name in _URL_FIELDS:
+        saved, now = getattr(stack, name), getattr(planned, name)
+        if saved and now and saved == redact_url(now):
+            real[name] = now
+    return replace(stack, **real)
 
 
 def find(cfg: ClmConfig, component: Component) -> psutil.Process | None:

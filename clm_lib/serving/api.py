@@ -6,8 +6,15 @@ Routes: ``POST /v1/completions``, ``POST /v1/chat/completions``, ``GET /v1/model
 names the exact version in ``model`` (``<name>/<version>``), ``system_fingerprint`` and the ``x-clm-version``
 header, and its id names the slot (``cmpl-<slot>-...``) so the router can send feedback back to it.
 
+Every ``/v1/*`` request passes, in order: the metrics; the API key check (:mod:`~clm_lib.serving.keys`:
+``Authorization: Bearer clm_...`` with the ``infer`` scope, or ``feedback`` for ``/v1/feedback``; 401 without a
+valid key where ``serving.require_api_key`` asks for one, 403 without the scope); the body limit
+(``serving.max_body_bytes``, 413). Bad input is a 4xx whose message repeats at most a short excerpt of it.
+
 Generation runs in one worker thread: requests queue instead of fighting over the CPU, while health checks and
-metrics stay answered on the event loop.
+metrics stay answered on the event loop. The queue holds at most ``serving.max_queued`` requests; one more is a
+429 with ``Retry-After``. Feedback is stored from a second worker thread (it writes clm's database and, for a
+correction, the quarantine table), so it never waits behind generation.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clm_lib.config import ClmConfig
 from clm_lib.errors import TrainingError
-from clm_lib.serving.feedback import FeedbackSink, ResponseLog, Served
+from clm_lib.serving.feedback import DuplicateFeedback, FeedbackSink, ResponseLog, Served
+from clm_lib.serving.guards import BodyLimit, error_body, excerpt, send_json
+from clm_lib.serving.keys import ANONYMOUS, KeyCache
 from clm_lib.serving.metrics import SlotMetrics
 from clm_lib.serving.model import Completion, ServedModel
 from clm_lib.serving.schemas import ChatRequest, CompletionRequest, FeedbackRequest
@@ -39,19 +49,25 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
-def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    errors = exc.errors()
+    # A value error is clm's own words; for a union (chat content: a string or parts) it beats "not a string".
+    err = next((e for e in errors if e.get("type") == "value_error"), errors[0])
+    # Union branches ("str", "list[_TextPart]") are pydantic's names, not fields the client sent.
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "str") and "[" not in str(p)]
     if err.get("type") == "json_invalid":
         return f"the request body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})", None
     if not loc and err.get("type") in ("missing", "model_attributes_type", "dict_type"):
@@ -84,17 +100,61 @@ class _Metered:
             self.metrics.observe(scope["path"], status[0], time.perf_counter() - t0)
 
 
+class _Authenticated:
+    """ASGI middleware: who sends each ``/v1/*`` request, checked before its body is read."""
+
+    def __init__(self, app, keys: KeyCache, required: bool):
+        self.app, self.keys, self.required = app, keys, required
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        caller = None
+        if token.startswith("clm_"):
+            # A clm key is checked even where none is required: a revoked key must stop working everywhere.
+            try:
+                if self.keys.fresh(token):
+                    caller = self.keys.lookup(token)
+                else:
+                    caller = await asyncio.to_thread(self.keys.lookup, token)
+            except SQLAlchemyError as exc:
+                log.error("cannot check an API key: %s", type(exc).__name__)
+                message = f"cannot check the API key: clm's database did not answer ({type(exc).__name__})"
+                return await send_json(send, 500, error_body(500, message))
+            if caller is None:
+                return await self._refuse(send, 401, "the API key is unknown or revoked", "invalid_api_key")
+        elif self.required:
+            message = "an API key is required: Authorization: Bearer clm_... (an operator creates one: clm keys create)"
+            return await self._refuse(send, 401, message, "invalid_api_key")
+        else:
+            caller = ANONYMOUS
+        needed = "feedback" if scope["path"] == "/v1/feedback" else "infer"
+        if needed not in caller.scopes:
+            message = f"the API key of {caller.owner} lacks the {needed!r} scope (it has: {', '.join(caller.scopes)})"
+            return await self._refuse(send, 403, message, "insufficient_scope")
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send, status: int, message: str, code: str):
+        await send_json(send, status, error_body(status, message, code=code), [(b"www-authenticate", b"Bearer")])
+
+
 def _prompt_param(body) -> str:
     return "prompt" if isinstance(body, CompletionRequest) else "messages"
 
 
-def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
-    """The API of one slot serving ``model``."""
+def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str, host: str | None = None) -> FastAPI:
+    """The API of one slot serving ``model``, bound to ``host`` (default ``serving.host``), which decides
+    whether API keys are required when ``serving.require_api_key`` does not say."""
     limits = cfg.serving
     metrics = SlotMetrics(model=model.name, version=model.version, slot=slot)
     responses = ResponseLog(limits.remember_responses)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"clm-generate-{slot}")
-    state = {"ready": False, "started": time.time(), "served": 0}
+    feedback_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"clm-feedback-{slot}")
+    state = {"ready": False, "started": time.time(), "served": 0, "queued": 0}
     names = {model.name, f"{model.name}/{model.version}"}
     fingerprint = f"{model.name}/{model.version}"
 
@@ -106,7 +166,7 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
         async def flush_now_and_then():
             while True:
                 await asyncio.sleep(min(limits.feedback_flush_s, 5.0))
-                sink.flush_if_due()
+                await asyncio.get_running_loop().run_in_executor(feedback_worker, sink.flush_if_due)
 
         flusher = asyncio.create_task(flush_now_and_then())
         state["ready"] = True
@@ -115,16 +175,22 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
         finally:
             state["ready"] = False
             flusher.cancel()
+            feedback_worker.shutdown(wait=True)
             sink.close()
             worker.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="clm serving", version=model.version, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
+    # Added innermost first: metrics see every answer, keys are checked before the body is read.
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    keys = KeyCache(cfg.database_url, limits.api_key_cache_s)
+    app.add_middleware(_Authenticated, keys=keys, required=limits.api_key_required(host))
     app.add_middleware(_Metered, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.status, exc.message, exc.param, exc.code), status_code=exc.status)
+        body = error_body(exc.status, exc.message, exc.param, exc.code)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -146,7 +212,7 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
         if body.model not in names:
             raise ApiError(
                 404,
-                f"the model {body.model!r} does not exist here; this server serves {model.name!r} "
+                f"the model {excerpt(body.model)!r} does not exist here; this server serves {model.name!r} "
                 f"(version {model.version}, also addressable as {fingerprint!r})",
                 param="model",
                 code="model_not_found",
@@ -173,12 +239,27 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
     async def _generate(prompt: str, params: dict[str, Any]) -> Completion:
         if not state["ready"]:
             raise ApiError(503, f"slot {slot} is not serving (starting or stopping)")
+        if state["queued"] >= limits.max_queued:
+            raise ApiError(
+                429,
+                f"slot {slot} is busy: {state['queued']} requests are being answered or waiting; retry shortly",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        loop = asyncio.get_running_loop()
+        state["queued"] += 1
+        job = worker.submit(lambda: model.complete(prompt, **params))
+        # Released when the work is really done (or dropped before it started), not when a client gives up.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(_release))
         try:
-            return await asyncio.get_running_loop().run_in_executor(worker, lambda: model.complete(prompt, **params))
+            return await asyncio.wrap_future(job)
         except ValueError as exc:
             raise ApiError(400, str(exc), param="max_tokens") from None
         except TrainingError as exc:  # e.g. per-task adapters without a router, and no metadata.task given
             raise ApiError(400, str(exc), param="metadata") from None
+
+    def _release() -> None:
+        state["queued"] -= 1
 
     def _finish(kind: str, prompt: str, body, comp: Completion) -> tuple[str, int]:
         rid = f"{kind}-{slot}-{uuid.uuid4().hex[:24]}"
@@ -226,8 +307,17 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
         data = [{"id": n, "object": "model", "created": created, "owned_by": "clm"} for n in sorted(names)]
         return JSONResponse({"object": "list", "data": data}, headers=_headers())
 
+    def _check_feedback(body: FeedbackRequest) -> None:
+        caps = {"correction": limits.feedback_max_correction_chars, "comment": limits.feedback_max_comment_chars}
+        for name, cap in caps.items():
+            value = getattr(body, name)
+            if value is not None and len(value) > cap:
+                raise ApiError(400, f"the {name} is {len(value)} characters; the limit is {cap}", param=name)
+        if body.correction is not None and not body.correction.strip():
+            raise ApiError(400, "the correction must not be empty (leave it out to only rate)", param="correction")
+
     @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest):
+    async def feedback(body: FeedbackRequest, request: Request):
         served = responses.get(body.response_id)
         if served is None:
             raise ApiError(
@@ -239,14 +329,28 @@ def create_app(cfg: ClmConfig, model: ServedModel, *, slot: str) -> FastAPI:
             )
         task = body.task or served.task
         if task is not None and task not in cfg.data.tasks:
-            raise ApiError(400, f"unknown task {task!r}; known tasks: {', '.join(cfg.data.tasks)}", param="task")
-        used, note = app.state.feedback.record(
-            served, body.rating, correction=body.correction, task=task, comment=body.comment
-        )
+            known = excerpt(", ".join(cfg.data.tasks))
+            raise ApiError(400, f"unknown task {excerpt(task, 100)!r}; known tasks: {known}", param="task")
+        _check_feedback(body)
+        caller = request.scope.get("state", {}).get("caller", ANONYMOUS)
+        sink = app.state.feedback
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                feedback_worker,
+                lambda: sink.record(
+                    served, body.rating, correction=body.correction, task=task, comment=body.comment, caller=caller
+                ),
+            )
+        except DuplicateFeedback:
+            raise ApiError(
+                409, f"response {served.id} already has a feedback; send one per answer",
+                param="response_id", code="feedback_exists",
+            ) from None  # fmt: skip
         metrics.feedback.labels(**metrics.labels).observe(body.rating)
         content = {
-            "object": "feedback", "response_id": served.id, "rating": body.rating,
-            "model_version": served.version, "training_example": used, "note": note,
+            "object": "feedback", "id": outcome.feedback_id, "response_id": served.id, "rating": body.rating,
+            "model_version": served.version, "status": outcome.status,
+            "training_example": outcome.training_example, "note": outcome.note,
         }  # fmt: skip
         return JSONResponse(content, headers=_headers())
 

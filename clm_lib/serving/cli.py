@@ -1,7 +1,9 @@
-"""``clm serve``, ``clm router`` and ``clm slots``: serving from the command line.
+"""``clm serve``, ``clm router``, ``clm slots``, ``clm keys`` and ``clm feedback``: serving from the command line.
 
 ``clm serve`` and ``clm router`` run in the foreground (the ``local`` backend starts them as processes);
-``clm slots`` drives the configured backend the way the promotion DAG does.
+``clm slots`` drives the configured backend the way the promotion DAG does; ``clm keys`` manages the serving
+API's keys and ``clm feedback`` the review queue of corrections. The operator of these is the OS account that
+runs them.
 """
 
 from __future__ import annotations
@@ -118,3 +120,141 @@ def slots_down() -> None:
         raise ServingError(f"the {backend.name} backend has no shutdown; stop each slot with `clm slots stop`")
     backend.shutdown()
     click.echo("serving is down")
+
+
+def _database_errors(fn):
+    """Turn a missing or unreachable clm database into one line that says what to do."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from clm_lib.redaction import redact_text, redact_url
+
+        try:
+            return fn(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            why = redact_text(str(getattr(exc, "orig", None) or exc).splitlines()[0])[:200]
+            raise ServingError(
+                f"clm's database ({redact_url(load_config().database_url)}) cannot be used "
+                f"({type(exc).__name__}: {why}); run `clm init` first"
+            ) from None
+
+    return wrapper
+
+
+@click.group()
+def keys() -> None:
+    """API keys of the serving API: each request to a slot sends one as Authorization: Bearer clm_..."""
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="Person, team or service the key belongs to (recorded with feedback).")
+@click.option("--scope", "scopes", default="infer", show_default=True, help="infer, feedback or infer,feedback.")
+@_database_errors
+def keys_create(owner: str, scopes: str) -> None:
+    """Create a key and print its secret (shown this once; clm stores only a hash)."""
+    from clm_lib.serving.keys import create_key, host_actor
+
+    info, secret = create_key(load_config().database_url, owner=owner, scopes=scopes, actor=host_actor())
+    click.echo(f"key {info.id} for {info.owner}, scopes {','.join(info.scopes)}:")
+    click.echo(secret)
+    click.echo("Keep it now: it cannot be shown again. Revoke it with `clm keys revoke " + str(info.id) + "`.")
+
+
+@keys.command("list")
+@click.option("--active", is_flag=True, help="Only keys that are not revoked.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_database_errors
+def keys_list(active: bool, as_json: bool) -> None:
+    """Every key: id, public prefix, owner, scopes, who created or revoked it and when (never the secret)."""
+    from clm_lib.serving.keys import list_keys
+
+    rows = list_keys(load_config().database_url, include_revoked=not active)
+    if as_json:
+        click.echo(json.dumps([k.as_dict() for k in rows], indent=2))
+        return
+    click.echo(f"{'ID':>4}  {'KEY':<18} {'OWNER':<20} {'SCOPES':<15} {'CREATED':<16} STATE")
+    for k in rows:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M} by {k.revoked_by}" if k.revoked_at else "active"
+        click.echo(
+            f"{k.id:>4}  clm_{k.prefix}_... {k.owner[:20]:<20} {','.join(k.scopes):<15} "
+            f"{k.created_at:%Y-%m-%d %H:%M} {state}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int, metavar="ID")
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@_database_errors
+def keys_revoke(key_id: int, reason: str) -> None:
+    """Revoke a key; slots refuse it within serving.api_key_cache_s seconds."""
+    from clm_lib.serving.keys import host_actor, revoke_key
+
+    cfg = load_config()
+    info = revoke_key(cfg.database_url, key_id, actor=host_actor(), reason=reason)
+    click.echo(f"key {info.id} (clm_{info.prefix}_..., {info.owner}) revoked; slots refuse it within "
+               f"{cfg.serving.api_key_cache_s:g} s")  # fmt: skip
+
+
+@click.group()
+def feedback() -> None:
+    """The review queue: corrections sent as feedback reach training only when an operator accepts them."""
+
+
+def _one_line(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@feedback.command("review")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every field, whole texts).")
+@_database_errors
+def feedback_review(limit: int, as_json: bool) -> None:
+    """Corrections waiting for review, oldest first."""
+    from clm_lib.serving.review import pending
+
+    items = pending(load_config(), limit=limit)
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in items], indent=2, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no corrections wait for review")
+        return
+    for i in items:
+        click.echo(f"#{i.id}  {i.created_at:%Y-%m-%d %H:%M}  {i.owner}  task {i.task}  rating {i.rating:g}  "
+                   f"version {i.model_version} ({i.slot})")  # fmt: skip
+        click.echo(f"    prompt      {_one_line(i.prompt, 100)}")
+        click.echo(f"    answered    {_one_line(i.response, 100)}")
+        click.echo(f"    correction  {_one_line(i.correction, 100)}")
+        if i.comment:
+            click.echo(f"    comment     {_one_line(i.comment, 100)}")
+    click.echo("accept: clm feedback accept ID...   reject: clm feedback reject ID... --reason TEXT")
+
+
+@feedback.command("accept")
+@click.argument("ids", type=int, nargs=-1, required=True, metavar="ID...")
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@_database_errors
+def feedback_accept(ids: tuple[int, ...], reason: str) -> None:
+    """Accept corrections: they go to the landing folder and are curated by the next ingest."""
+    from clm_lib.serving.keys import host_actor
+    from clm_lib.serving.review import accept
+
+    accepted, path = accept(load_config(), list(ids), actor=host_actor(), reason=reason)
+    click.echo(f"accepted {len(accepted)} correction(s): {path} (clm_ingest curates it on its next run)")
+
+
+@feedback.command("reject")
+@click.argument("ids", type=int, nargs=-1, required=True, metavar="ID...")
+@click.option("--reason", required=True, help="Why (kept with the feedback and in the audit log).")
+@_database_errors
+def feedback_reject(ids: tuple[int, ...], reason: str) -> None:
+    """Reject corrections: they never reach training."""
+    from clm_lib.serving.keys import host_actor
+    from clm_lib.serving.review import reject
+
+    rejected = reject(load_config(), list(ids), actor=host_actor(), reason=reason)
+    click.echo(f"rejected {len(rejected)} correction(s)")

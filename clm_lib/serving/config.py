@@ -90,6 +90,22 @@ class ServingConfig(_Section):
     """Training examples from feedback are published to the landing folder as one file per this many rows..."""
     feedback_flush_s: float = Field(default=300.0, gt=0)
     """...or after this many seconds, whichever comes first (and when the slot stops)."""
+    feedback_max_correction_chars: int = Field(default=4000, ge=1)
+    """Longest ``correction`` a feedback may carry; longer is a 400."""
+    feedback_max_comment_chars: int = Field(default=1000, ge=1)
+    """Longest ``comment`` a feedback may carry; longer is a 400."""
+    require_api_key: bool | None = None
+    """Whether the slots' ``/v1/*`` routes need an API key (``Authorization: Bearer clm_...``, made with
+    ``clm keys create``). None: required unless the slot binds a loopback address, so the local demo works
+    without keys and a slot reachable from elsewhere never answers anonymously."""
+    api_key_cache_s: float = Field(default=5.0, gt=0, le=60)
+    """How long a slot trusts what it read about a key from clm's database: a revoked key stops working
+    within this many seconds."""
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest request body the router and the slots read; more is a 413 before any of it is parsed."""
+    max_queued: int = Field(default=16, ge=1)
+    """Generation requests a slot holds at once (the one generating included); one more is a 429 with
+    ``Retry-After``, so a burst cannot pile up unbounded work and memory."""
     kubernetes: KubernetesServingConfig = KubernetesServingConfig()
 
     @model_validator(mode="after")
@@ -103,3 +119,21 @@ class ServingConfig(_Section):
 
     def slot_port(self, slot: str) -> int:
         return {"blue": self.blue_port, "green": self.green_port}[slot]
+
+    def api_key_required(self, host: str | None = None) -> bool:
+        """Whether a slot bound to ``host`` (default: ``self.host``) asks for API keys."""
+        if self.require_api_key is not None:
+            return self.require_api_key
+        return not is_loopback(host or self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address; anything else (``0.0.0.0`` included) is reachable from elsewhere."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -4,8 +4,8 @@ The version's files come from MLflow (``models:/<name>/<version>``: the pyfunc a
 that :func:`clm_lib.registry.mlflow_registry.register_candidate` logs, found where its MLmodel file says) into a
 cache under ``$CLM_HOME/serving/models``; a version never changes, so a slot restarted on it loads from disk.
 
-Generation uses the same prompt template, prompt budget, greedy decoding and adapter routing as evaluation
-(:func:`clm_lib.evaluation.metrics.generate`), so at temperature 0 a slot answers exactly what the gate scored. A
+Answers come from :func:`clm_lib.modeling.generate.complete`, the generation evaluation is checked against, in the
+prompt format the version was trained with, so at temperature 0 a slot answers exactly what the gate scored. A
 version with per-task adapters answers with the adapter of the request's ``metadata.task`` when it names one, else
 with the one its learned router picks.
 """
@@ -17,11 +17,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from clm_lib.config import ClmConfig
 from clm_lib.errors import ServingError
+from clm_lib.modeling.generate import Completion, complete, context_length
+from clm_lib.redaction import redact_url
+
+__all__ = ["Completion", "ServedModel", "fetch_version", "load_served_model", "resolve_version"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,9 @@ def resolve_version(cfg: ClmConfig, version: str | None = None, alias: str | Non
         return str(version)
     found = alias_version(cfg, alias)
     if found is None:
-        raise ServingError(f"{cfg.registry.model_name}@{alias} does not exist in the registry at {cfg.tracking_uri}")
+        raise ServingError(
+            f"{cfg.registry.model_name}@{alias} does not exist in the registry at {redact_url(cfg.tracking_uri)}"
+        )
     return found
 
 
@@ -80,7 +85,7 @@ def fetch_version(cfg: ClmConfig, version: str) -> tuple[Path, Path]:
             found = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp)))
         except MlflowException as exc:
             raise ServingError(
-                f"cannot fetch {name} version {version} from {cfg.tracking_uri}: {exc.message}"
+                f"cannot fetch {name} version {version} from {redact_url(cfg.tracking_uri)}: {exc.message}"
             ) from None
         _clm_artifacts(found, name, version)
         try:
@@ -93,15 +98,6 @@ def fetch_version(cfg: ClmConfig, version: str) -> tuple[Path, Path]:
     return _clm_artifacts(target, name, version)
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    """``stop`` (end of answer or a stop sequence) or ``length`` (``max_tokens`` reached)."""
-
-
 class ServedModel:
     """One model version answering prompts. Not thread-safe: the server calls it from one worker thread."""
 
@@ -110,7 +106,7 @@ class ServedModel:
         self.tokenizer = tokenizer
         self.name = name
         self.version = version
-        self.context_length = int(getattr(model.config, "max_position_embeddings", None) or 2048)
+        self.context_length = context_length(model)
 
     def complete(
         self,
@@ -127,42 +123,18 @@ class ServedModel:
 
         ``task`` picks the task's adapter of a version with per-task adapters (else its router picks one).
         """
-        import torch
-
-        from clm_lib.modeling.task_adapters import adapter_kwargs
-        from clm_lib.training.data import encode_prompts, special_ids
-        from clm_lib.training.formatting import parse_response
-
-        if max_tokens >= self.context_length:
-            raise ValueError(f"max_tokens must be below the model's context length of {self.context_length} tokens")
-        bos, eos, pad = special_ids(self.tokenizer)
-        ids = encode_prompts(self.tokenizer, [prompt], self.context_length - max_tokens)[0]
-        device = next(self.model.parameters()).device
-        sampling = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-            if seed is not None:
-                torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=torch.tensor([ids], device=device),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
-                max_new_tokens=max_tokens,
-                pad_token_id=pad,
-                eos_token_id=eos,
-                bos_token_id=bos,
-                **sampling,
-                **adapter_kwargs(self.model, [prompt], [task]),
-            )
-        row = out[0, len(ids) :].tolist()
-        ended = eos in row
-        if ended:
-            row = row[: row.index(eos)]
-        text = parse_response(self.tokenizer.decode(row, skip_special_tokens=True))
-        cut = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-        if cut:
-            text, ended = text[: min(cut)], True
-        return Completion(text, len(ids), len(row), "stop" if ended else "length")
+        (done,) = complete(
+            self.model,
+            self.tokenizer,
+            [prompt],
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+            tasks=[task],
+        )
+        return done
 
 
 def load_served_model(cfg: ClmConfig, version: str) -> ServedModel:

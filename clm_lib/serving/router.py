@@ -14,6 +14,11 @@ stopping), the router sends it once to the other slot if that one is healthy, an
 the first slot: clients see no error, the bake window still sees the slot fail. Other failures (timeouts, 5xx)
 are returned as they are, since the slot may have acted on the request.
 
+The bake window's statistics (``/router/stats``) count only completion requests, and only those a slot answered
+or failed to answer: a 4xx is the client's doing, so it neither counts against a slot (an anonymous client must
+not be able to roll a canary back with bad input) nor for it (nor pad the request count the rules need).
+Request bodies over ``max_body_bytes`` are refused with 413 before they are forwarded.
+
 Own routes: ``GET /healthz``, ``GET /metrics`` (per-slot labels), ``GET /router/weights``,
 ``PUT /router/weights`` (``Authorization: Bearer <token>``), ``GET /router/stats?slot=&since=`` (the numbers
 ``live_metrics`` returns). Everything else is forwarded; ``POST /v1/feedback`` goes to the slot named in the
@@ -35,6 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clm_lib.errors import ServingError
 from clm_lib.serving.backends.base import SLOTS, check_weights
+from clm_lib.serving.guards import declared_length, error_body, read_body, too_large
 from clm_lib.serving.metrics import RouterMetrics
 from clm_lib.serving.stats import WindowStats
 
@@ -46,6 +52,8 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 _RESPONSE_SLOT = re.compile(r"^(?:chat)?cmpl-(blue|green)-")
 _JSON = (b"content-type", b"application/json")
+COMPLETIONS = frozenset({"/v1/completions", "/v1/chat/completions"})
+"""What the bake window judges a slot by."""
 
 
 class _Split:
@@ -92,12 +100,14 @@ class Router:
         timeout_s: float = 120.0,
         health_interval_s: float = 0.5,
         window_s: int = 3600,
+        max_body_bytes: int = 1 << 20,
     ):
         self.upstreams = {s: u.rstrip("/") for s, u in upstreams.items()}
         self.split = _Split(check_weights(weights, allow_none=True))
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s))
         self.health_interval_s = health_interval_s
+        self.max_body_bytes = max_body_bytes
         self.health = {s: _SlotHealth() for s in SLOTS}
         self.stats = {s: WindowStats(window_s) for s in SLOTS}
         self.session: aiohttp.ClientSession | None = None
@@ -119,12 +129,25 @@ class Router:
             if method == "GET":
                 return await _json(send, 200, self._weights_view())
             if method == "PUT":
-                return await self._put_weights(scope, await _body(receive), send)
+                body = await self._body(scope, receive)
+                if body is None:
+                    return await _json(send, 413, too_large(self.max_body_bytes))
+                return await self._put_weights(scope, body, send)
         if path == "/router/stats" and method == "GET":
             return await self._stats(scope, send)
         if path.startswith("/router/"):
-            return await _json(send, 404, _error(404, f"no such router endpoint: {method} {path}"))
-        return await self._proxy(scope, await _body(receive), send)
+            return await _json(send, 404, _error(404, f"no such router endpoint: {method} {path[:200]}"))
+        body = await self._body(scope, receive)
+        if body is None:
+            return await _json(send, 413, too_large(self.max_body_bytes))
+        return await self._proxy(scope, body, send)
+
+    async def _body(self, scope, receive) -> bytes | None:
+        """The request body, or None when it is over the limit (said by Content-Length, or seen while reading)."""
+        declared = declared_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            return None
+        return await read_body(receive, self.max_body_bytes)
 
     async def _lifespan(self, receive, send):
         while True:
@@ -248,22 +271,27 @@ class Router:
 
     async def _attempt(self, slot: str, scope, body: bytes):
         t0 = time.perf_counter()
+        judged = scope["path"] in COMPLETIONS
         try:
             status, headers, content = await self._forward(slot, scope, body)
         except _Unreachable as exc:
-            self._observe(slot, 502 if exc.reason != "unavailable" else 503, time.perf_counter() - t0, exc.reason)
+            status = 502 if exc.reason != "unavailable" else 503
+            self._observe(slot, status, time.perf_counter() - t0, exc.reason, judged=judged)
             raise
         except TimeoutError:
-            self._observe(slot, 504, time.perf_counter() - t0, "timeout")
+            self._observe(slot, 504, time.perf_counter() - t0, "timeout", judged=judged)
             return 504, [_JSON], _encode(_error(504, f"slot {slot} did not answer within {self.timeout.total:.0f} s"))
         except aiohttp.ClientError as exc:
-            self._observe(slot, 502, time.perf_counter() - t0, "error")
+            self._observe(slot, 502, time.perf_counter() - t0, "error", judged=judged)
             return 502, [_JSON], _encode(_error(502, f"slot {slot} failed: {type(exc).__name__}"))
-        self._observe(slot, status, time.perf_counter() - t0, "status_5xx" if status >= 500 else None)
+        error = "status_5xx" if status >= 500 else None
+        self._observe(slot, status, time.perf_counter() - t0, error, judged=judged and not 400 <= status < 500)
         return status, headers, content
 
-    def _observe(self, slot: str, status: int, seconds: float, error: str | None) -> None:
-        self.stats[slot].record(time.time(), seconds, error is not None)
+    def _observe(self, slot: str, status: int, seconds: float, error: str | None, *, judged: bool) -> None:
+        """Prometheus sees every attempt; the bake statistics only ``judged`` ones."""
+        if judged:
+            self.stats[slot].record(time.time(), seconds, error is not None)
         self.metrics.requests.labels(slot, str(status)).inc()
         self.metrics.latency.labels(slot).observe(seconds)
         if error is not None:
@@ -303,21 +331,11 @@ class Router:
 
 
 def _error(status: int, message: str) -> dict:
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return error_body(status, message)
 
 
 def _encode(obj) -> bytes:
     return json.dumps(obj).encode()
-
-
-async def _body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def _respond(send, status: int, content: bytes, content_type: str) -> None:

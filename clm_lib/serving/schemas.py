@@ -3,6 +3,10 @@
 A field clm cannot honour (``n`` > 1, ``stream``, ``logprobs``, ``echo``, ``best_of`` > 1, penalties) is a 400
 that names it, never silently ignored; fields that do not change the answer (``user``, ``metadata``) are
 accepted. Unknown fields are ignored, as OpenAI's own API does for forward compatibility.
+
+Every string must be text that can be encoded: JSON can carry a lone surrogate (``"\ud800"``), which no
+tokenizer, log or database takes, and a NUL, which PostgreSQL cannot store; both are a 400 here rather than a
+500 later. Strings that are repeated in error messages (``model``, ids) have short length limits.
 """
 
 from __future__ import annotations
@@ -12,8 +16,33 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def _bad_text(value: Any) -> str | None:
+    """Why ``value`` (a string, or lists and dicts of them) is not text clm can encode, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains a lone surrogate ({value[exc.start]!r}), which is not Unicode text; send UTF-8"
+        return None
+    if isinstance(value, dict):
+        return next((why for item in value.items() for v in item if (why := _bad_text(v))), None)
+    if isinstance(value, list | tuple):
+        return next((why for v in value if (why := _bad_text(v))), None)
+    return None  # numbers, None, and nested models (which check their own fields)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, v):
+        why = _bad_text(v)
+        if why:
+            raise ValueError(why)
+        return v
 
 
 def _stops(v: str | list[str] | None) -> list[str]:
@@ -26,13 +55,13 @@ def _stops(v: str | list[str] | None) -> list[str]:
 
 
 class _Generation(_Body):
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=200)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     n: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     stream: bool | None = None
     logprobs: Any = None
     presence_penalty: float | None = None
@@ -132,12 +161,14 @@ class ChatRequest(_Generation):
 
 
 class FeedbackRequest(_Body):
-    response_id: str = Field(min_length=1)
+    response_id: str = Field(min_length=1, max_length=64)
     """The ``id`` of a completion or chat completion this server returned."""
-    rating: float = Field(ge=0.0, le=1.0)
+    rating: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     """0 (bad) .. 1 (good); a thumbs up/down is 1/0."""
     correction: str | None = None
-    """The answer that should have been given; it becomes a training example whatever the rating."""
-    task: str | None = None
+    """The answer that should have been given (at most ``serving.feedback_max_correction_chars``); it waits in
+    the review queue and becomes a training example once an operator accepts it."""
+    task: str | None = Field(default=None, max_length=100)
     """Task of the request (else the completion's ``metadata.task``); needed for a training example."""
     comment: str | None = None
+    """Free text for whoever reads the feedback (at most ``serving.feedback_max_comment_chars``)."""

@@ -56,7 +56,9 @@ def serve(
     version = resolve_version(cfg, version, alias)
     model = load_served_model(cfg, version)
     log.info("slot %s serves %s version %s on http://%s:%d", slot, model.name, version, host, port)
-    _run(create_app(cfg, model, slot=slot), host, port, graceful_s=cfg.serving.drain_timeout_s)
+    keys = "required" if cfg.serving.api_key_required(host) else "not required (loopback)"
+    log.info("API keys %s on slot %s", keys, slot)
+    _run(create_app(cfg, model, slot=slot, host=host), host, port, graceful_s=cfg.serving.drain_timeout_s)
 
 
 def run_router(cfg: ClmConfig, *, port: int | None = None, host: str | None = None) -> None:
@@ -75,6 +77,7 @@ def run_router(cfg: ClmConfig, *, port: int | None = None, host: str | None = No
         timeout_s=cfg.serving.upstream_timeout_s,
         health_interval_s=cfg.serving.health_interval_s,
         window_s=cfg.serving.stats_window_s,
+        max_body_bytes=cfg.serving.max_body_bytes,
     )
     log.info("router on http://%s:%d, weights %s", host, port, router.split.weights)
     _run(router, host, port, graceful_s=cfg.serving.drain_timeout_s)

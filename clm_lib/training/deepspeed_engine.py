@@ -27,7 +27,7 @@ from clm_lib.errors import TrainingError
 
 if TYPE_CHECKING:
     from clm_lib.config import TrainingConfig
-    from clm_lib.training.loop import TrainContext
+    from clm_lib.training.context import TrainContext
 
 log = logging.getLogger(__name__)
 

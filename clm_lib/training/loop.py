@@ -18,9 +18,8 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from peft import set_peft_model_state_dict
@@ -29,11 +28,10 @@ from transformers import get_cosine_schedule_with_warmup
 
 from clm_lib.config import TrainingConfig
 from clm_lib.errors import TrainingError
-from clm_lib.training.data import Batch, EpochSampler, Example, collate
-from clm_lib.training.strategies import Strategy
-
-if TYPE_CHECKING:
-    from clm_lib.training.adapters import TaskAdapters
+from clm_lib.faults import fault_point
+from clm_lib.training.context import TrainContext
+from clm_lib.training.data import Batch, EpochSampler, collate
+from clm_lib.training.strategies.base import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -42,57 +40,6 @@ STATE_FILE = "trainer_state.pt"
 DEEPSPEED_STATE_DIR = "deepspeed"
 """Sub-folder of a checkpoint with the DeepSpeed engine's own state (its optimizer partitions)."""
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-STRATEGY_STATE_DIR = "clm_strategies"
-"""Sub-folder of a saved adapter where strategies keep what the next update needs (EWC's Fisher, a router...)."""
-LOSS_WINDOW = 10
-"""``final_loss`` is the mean over this many last steps: one step's loss is too noisy to compare runs."""
-
-
-@dataclass
-class TrainContext:
-    """Everything a strategy hook may read or change."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    training: TrainingConfig
-    device: torch.device
-    pad_id: int
-    data: dict[str, list[Example]]
-    """``new``: this update's examples; ``replay``: the buffer (read by the replay strategy)."""
-    step: int = 0
-    """Optimizer steps done so far."""
-    seen: dict[str, int] = field(default_factory=lambda: {"new": 0, "replay": 0})
-    """Examples trained on, by source."""
-    tokens_seen: int = 0
-    losses: list[float] = field(default_factory=list)
-    sampler: EpochSampler | None = None
-    base_dir: Path | None = None
-    """The frozen base model (a strategy may load a second copy, e.g. a distillation teacher)."""
-    parent_adapter_dir: Path | None = None
-    """The adapter this update continues (the champion's), or ``None`` for a fresh one. Strategies read the state
-    they persisted with it from ``parent_adapter_dir / STRATEGY_STATE_DIR / <name>``."""
-    adapters: TaskAdapters | None = None
-    """Per-task adapters (``training.adapters.mode: per_task``), or ``None``: one adapter shared by every task."""
-    active_task: str | None = None
-    """With per-task adapters, the task whose examples are going through the model now (for ``extra_loss``)."""
-    deepspeed: dict[str, Any] | None = None
-    """The DeepSpeed config to train under (``training.deepspeed``, resolved), or ``None`` for plain PyTorch."""
-    engine: Any = None
-    """The DeepSpeed engine once the loop started under DeepSpeed."""
-    rank: int = 0
-    world_size: int = 1
-    resumed_from: int | None = None
-    """The step of the checkpoint this run resumed from, if it did."""
-
-    @property
-    def max_steps(self) -> int:
-        return self.training.max_steps
-
-    @property
-    def final_loss(self) -> float | None:
-        window = self.losses[-LOSS_WINDOW:]
-        return sum(window) / len(window) if window else None
 
 
 def make_optimizer(
@@ -170,6 +117,7 @@ def _step(ctx: TrainContext, strategies: list[Strategy]) -> float:
         part_loss = part_loss * (len(part.examples) / len(mine.examples)) if len(parts) > 1 else part_loss
         loss = part_loss if loss is None else loss + part_loss
     ctx.active_task = None
+    fault_point("train.mid_step")  # forward done, weights not yet stepped
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingError(f"training diverged at step {ctx.step + 1}: loss is {value}; lower the learning rate")
@@ -224,6 +172,7 @@ def save_checkpoint(ctx: TrainContext, strategies: list[Strategy], checkpoint_di
         )
     if ctx.rank == 0:
         ctx.model.save_pretrained(str(tmp))
+        fault_point("train.mid_checkpoint")  # weights written, trainer state not, not yet renamed
         state = {
             "step": ctx.step,
             "fingerprint": fingerprint,

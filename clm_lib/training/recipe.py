@@ -5,7 +5,8 @@ the config (replay, ...), what they bring. It continues the parent adapter when 
 learning along its lineage) and starts a fresh adapter otherwise. Everything it writes goes under
 ``output_dir``::
 
-    adapter/             the adapter (save_pretrained) + tokenizer: load with clm_lib.modeling.load_model
+    adapter/             the adapter (save_pretrained) + tokenizer + prompt format (``clm_prompt.json``):
+                         load with clm_lib.modeling.load_model
                          (with ``training.adapters.mode: per_task``: one adapter per task and the router)
     train_summary.json   what was trained on, how, and how it went
     checkpoints/         the newest resumable checkpoint (a retried task resumes from it)
@@ -20,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +37,17 @@ from clm_lib.config import ClmConfig
 from clm_lib.errors import TrainingError
 from clm_lib.modeling.build import ensure_base_model
 from clm_lib.modeling.load import load_model, resolve_device
+from clm_lib.modeling.prompt import PROMPT_ATTR, prompt_format, save_prompt_config
 from clm_lib.modeling.task_adapters import MANIFEST
 from clm_lib.training.adapters import TaskAdapters, fit_router, save_task_adapters, setup_task_adapters
+from clm_lib.training.context import STRATEGY_STATE_DIR, TrainContext, TrainResult
 from clm_lib.training.data import check_table, encode_table, special_ids
-from clm_lib.training.loop import STRATEGY_STATE_DIR, TrainContext, make_optimizer, train_loop
+from clm_lib.training.loop import make_optimizer, train_loop
 from clm_lib.training.strategies import Strategy, build_strategies
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    adapter_dir: Path
-    steps: int
-    final_loss: float | None
-    """Mean training loss over the last steps (see ``loop.LOSS_WINDOW``)."""
-    new_rows: int
-    replay_rows: int
-    """Rows of the replay buffer handed to this update (0 when replay is switched off)."""
-    replay_fraction: float
-    """Share of the examples trained on that came from the replay buffer."""
-    tasks: list[str]
-    """Tasks in the training data, in order of first appearance (replay buffer first)."""
-    wall_seconds: float
-    tokens_seen: int
-    strategies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def train_update(
@@ -73,8 +58,13 @@ def train_update(
     parent_adapter_dir: Path | None,
     output_dir: Path,
     run_id: str,
+    strategies: list[Strategy] | None = None,
 ) -> TrainResult:
-    """Train one update; tables need columns ``id, task, prompt, response`` (training-split rows only)."""
+    """Train one update; tables need columns ``id, task, prompt, response`` (training-split rows only).
+
+    ``strategies``: the ones ``run_update`` built and prepared (``before_update``), which own state beyond the
+    config; ``None`` builds them from ``cfg``.
+    """
     start = time.monotonic()
     output_dir = Path(output_dir)
 
@@ -88,7 +78,10 @@ def train_update(
     device = resolve_device(cfg.training.device)
     base_dir = ensure_base_model(cfg)
     model, tokenizer, adapters = _setup_model(cfg, base_dir, parent_adapter_dir, device, new_data)
-    strategies = build_strategies(cfg)
+    # This update learns the configured prompt format (a parent's may differ); the adapter is saved with it.
+    setattr(model, PROMPT_ATTR, cfg.model.prompt)
+    fmt = prompt_format(model, tokenizer)
+    strategies = build_strategies(cfg) if strategies is None else strategies
     buffer = replay_data  # the router learns from all of it, whatever is trained on
     if replay_data.num_rows and not any(s.name == "replay" for s in strategies):
         log.warning("replay is switched off: the %d replay rows given are not trained on", replay_data.num_rows)
@@ -97,8 +90,8 @@ def train_update(
         # Replayed examples of a task go through its adapter; those of tasks this update leaves frozen train nothing.
         replay_data = replay_data.filter(pc.is_in(replay_data.column("task"), pa.array(adapters.trainable)))
     data = {
-        "new": encode_table(tokenizer, new_data, cfg.model.max_length, "new"),
-        "replay": encode_table(tokenizer, replay_data, cfg.model.max_length, "replay"),
+        "new": encode_table(tokenizer, new_data, cfg.model.max_length, "new", fmt=fmt),
+        "replay": encode_table(tokenizer, replay_data, cfg.model.max_length, "replay", fmt=fmt),
     }
     optimizer, scheduler = make_optimizer(model, cfg.training)
     ds_config = None
@@ -233,6 +226,7 @@ def _save_adapter(
     else:
         model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    save_prompt_config(prompt_format(model, tokenizer).config, tmp)
     for s in strategies:
         state_dir = tmp / STRATEGY_STATE_DIR / s.name
         state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,12 @@
-"""One continual update, as the scheduler sees it: decide, gather data, train, remember.
+"""One continual update, as the scheduler sees it: plan, gather data, train, remember.
 
 The recipe (:mod:`clm_lib.training.recipe`) knows how to train; this module knows *what* to train
 on and records it: the curated Delta version read, the one the previous update read (so "new" is
-exactly the rows in between, by time travel), the replay version mixed in, the parent model, the
-config hash and what triggered the run. That record is the lineage MLflow tags are made from.
+exactly the rows in between, by time travel), the parent model, the config hash, what triggered the
+run and what each strategy read and wrote (the replay buffer's versions, its weights and why). That
+record is the lineage MLflow tags are made from. Whether there is enough new data is the drift
+policy's call (:func:`clm_lib.drift.policy.volume_rule`); state kept between updates belongs to the
+strategies (their ``before_update``/``after_update`` hooks), this module only persists what they return.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
-from clm_lib.db.models import ConfigVersion, Evaluation, TrainingRun, utcnow
+from clm_lib.db.models import ConfigVersion, TrainingRun, utcnow
 from clm_lib.errors import TrainingError
+from clm_lib.faults import fault_point
+from clm_lib.training.context import UpdateContext
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,17 @@ def _new_training_rows(cfg: ClmConfig, previous_version: int | None) -> pa.Table
     return rows.filter(pc.equal(rows["split"], "train")) if rows.num_rows else rows
 
 
-def plan_update(cfg: ClmConfig, *, force: bool = False) -> UpdatePlan:
-    """Volume trigger: train when at least ``training.min_new_rows`` new curated rows arrived."""
+def plan_update(cfg: ClmConfig, *, force: bool = False, requested: bool = False) -> UpdatePlan:
+    """What an update would train on now (the new curated training rows since the last training), and whether it
+    should.
+
+    ``force`` (a person forced it) and ``requested`` (a drift check asked for it: the policy already decided,
+    volume included) train on whatever new rows there are. Otherwise the drift policy's volume rule decides
+    (:func:`clm_lib.drift.policy.volume_rule`: ``drift.volume.initial_rows`` before the first training,
+    ``drift.volume.min_new_rows`` after), so a manual run and a drift check never disagree on "enough new data".
+    """
     from clm_lib.data import lake
+    from clm_lib.drift.policy import volume_rule
 
     last = last_successful_run(cfg)
     previous = last.curated_version if last else None
@@ -63,14 +76,19 @@ def plan_update(cfg: ClmConfig, *, force: bool = False) -> UpdatePlan:
         return UpdatePlan(False, "no curated data yet", 0, None, previous)
     new = _new_training_rows(cfg, previous)
     counts = {str(k): int(v) for k, v in zip(*_value_counts(new, "task"), strict=True)}
-    need = cfg.training.min_new_rows
-    if new.num_rows >= need:
-        return UpdatePlan(True, f"{new.num_rows} new curated rows (>= {need})", new.num_rows, current, previous, counts)
-    if force and new.num_rows:
-        return UpdatePlan(
-            True, f"forced with {new.num_rows} new rows (< {need})", new.num_rows, current, previous, counts
+    n = new.num_rows
+    if force or requested:
+        how = "forced" if force else "requested by a drift check"
+        reason = f"{how}, with {n} new curated rows" if n else f"{how}, but no new curated rows since the last training"
+        return UpdatePlan(bool(n), reason, n, current, previous, counts)
+    rule = volume_rule(n, cfg.drift, first_training=previous is None)
+    if rule is None:
+        reason = (
+            f"{n} new curated rows; the volume trigger is off (drift.volume.enabled: false), so only a drift "
+            "check's retrain request or force starts a training"
         )
-    return UpdatePlan(False, f"{new.num_rows} new curated rows (< {need})", new.num_rows, current, previous, counts)
+        return UpdatePlan(False, reason, n, current, previous, counts)
+    return UpdatePlan(bool(rule.drift), rule.explanation, n, current, previous, counts)
 
 
 def _value_counts(table: pa.Table, column: str) -> tuple[list[Any], list[int]]:
@@ -108,27 +126,6 @@ def _tasks_in_order(parent_tasks: list[str], new: pa.Table, known: list[str]) ->
     return head + sorted(tail, key=lambda t: known.index(t) if t in known else len(known))
 
 
-def _with_replay_weights(cfg: ClmConfig) -> ClmConfig:
-    """``cfg`` with ``training.replay.task_weights`` set from the last evaluation (``training.replay.dynamic``).
-
-    The last evaluation's matrix holds the scores of the model it evaluated and of that model's parent: a task
-    that fell between the two gets more replay now. Weights set by hand in the config win.
-    """
-    from clm_lib.training.strategies.replay import replay_weights
-
-    replay = cfg.training.replay
-    if not (replay.enabled and replay.dynamic):
-        return cfg
-    with session_scope(cfg.database_url) as s:
-        last = s.scalars(select(Evaluation).order_by(Evaluation.id.desc())).first()
-        rows = [dict(zip(last.tasks, row, strict=True)) for row in last.matrix[-2:]] if last else []
-    if len(rows) < 2:
-        return cfg
-    weights = {**replay_weights(rows[0], rows[1], replay), **replay.task_weights}
-    replay = replay.model_copy(update={"task_weights": weights})
-    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"replay": replay})})
-
-
 def run_update(
     cfg: ClmConfig,
     *,
@@ -139,11 +136,12 @@ def run_update(
     actor: str | None = None,
 ) -> TrainingRun:
     """Train one continual update on ``plan`` and record it. Returns the stored run."""
-    from clm_lib.data import lake
     from clm_lib.modeling.build import ensure_base_model
-    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version
     from clm_lib.training.recipe import train_update
-    from clm_lib.training.strategies.replay import select_buffer
+    from clm_lib.training.stale import earlier_try_versions, reclaim_interrupted
+    from clm_lib.training.strategies import build_strategies
 
     if not plan.should_train:
         raise TrainingError(f"nothing to train: {plan.reason}")
@@ -156,8 +154,12 @@ def run_update(
             parent = s.scalars(select(TrainingRun).where(TrainingRun.model_version == parent_version)).first()
             parent_tasks = list(parent.tasks) if parent else []
     new = _new_training_rows(cfg, plan.previous_curated_version)
-    replay_version = lake.table_version(cfg, "replay")
-    replay = lake.read_table(cfg, "replay", version=replay_version) if cfg.training.replay.enabled else None
+    pinned = earlier_try_versions(cfg, airflow_dag_id, airflow_run_id)
+    update = UpdateContext(cfg=cfg, run_id=run_id, new=new, pinned_versions=pinned)
+    strategies = build_strategies(cfg)
+    for strategy in strategies:
+        strategy.before_update(update)
+    replay_version = update.read_versions.get("replay")
     output_dir = cfg.models_dir / "runs" / run_id
     run = TrainingRun(
         id=run_id,
@@ -170,11 +172,12 @@ def run_update(
         config_hash=cfg.config_hash(),
         curated_version=plan.curated_version,
         previous_curated_version=plan.previous_curated_version,
-        replay_version=replay_version if cfg.training.replay.enabled else None,
+        replay_version=replay_version,
         new_rows=new.num_rows,
         tasks=_tasks_in_order(parent_tasks, new, cfg.data.tasks),
         output_dir=str(output_dir),
     )
+    reclaim_interrupted(cfg, run)  # dead `running` rows -> interrupted; this Airflow task's checkpoint resumed
     with session_scope(cfg.database_url) as s:
         if s.get(ConfigVersion, run.config_hash) is None:
             s.add(ConfigVersion(config_hash=run.config_hash, content=cfg.model_dump(mode="json")))
@@ -182,28 +185,31 @@ def run_update(
     log.info("training %s: %s new rows, replay v%s, parent %s", run_id, new.num_rows, replay_version, parent_version)
     try:
         result = train_update(
-            _with_replay_weights(cfg),
+            cfg,
             new_data=new,
-            replay_data=replay if replay is not None else new.slice(0, 0),
+            replay_data=update.data.get("replay", new.slice(0, 0)),
             parent_adapter_dir=_parent_adapter(cfg, parent_version),
             output_dir=output_dir,
             run_id=run_id,
+            strategies=strategies,
         )
-        if cfg.training.replay.enabled:
-            r = cfg.training.replay
-            buffer = select_buffer(replay, new, r.buffer_size, cfg.training.seed, r.policy)
-            lake.overwrite(cfg, "replay", buffer)
+        fault_point("train.after_adapter_saved")
+        records = {s.name: s.after_update(update, result) for s in strategies}
     except Exception as exc:
         with session_scope(cfg.database_url) as s:
             stored = s.get(TrainingRun, run_id)
             stored.status, stored.error, stored.finished_at = "failed", str(exc)[:4000], utcnow()
         raise
+    fault_point("train.before_succeeded")  # adapter saved, strategies' state written back
     with session_scope(cfg.database_url) as s:
         stored = s.get(TrainingRun, run_id)
         stored.status = "succeeded"
         stored.finished_at = utcnow()
         stored.replay_rows = result.replay_rows
-        stored.strategies = result.strategies
+        stored.strategies = {
+            **result.strategies,
+            **{name: {**result.strategies.get(name, {}), **record} for name, record in records.items() if record},
+        }
         stored.metrics = {
             "steps": result.steps,
             "final_loss": result.final_loss,

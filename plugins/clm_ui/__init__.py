@@ -9,3 +9,25 @@ ROUTE_BASE = "/clm"
 """Every clm page lives under ``/pluginsv2/clm/``."""
 CATEGORY = "Continual learning"
 """The navigation group of clm's pages."""
+
+SCREENS = (
+    # path under /pluginsv2/clm, Airflow nav name, url_route, icon, own sidebar button, tab group, tab label
+    ("/", "Continual learning", "clm-overview", "icon.svg", True, "Model", "Overview"),
+    ("/serving", "Serving", "clm-serving", "serving.svg", True, "Model", "Serving"),
+    ("/models", "Model registry", "clm-registry", "registry.svg", False, "Model", "Registry"),
+    ("/training", "Training pipeline", "clm-training", "training.svg", False, "Model", "Training"),
+    ("/strategy", "Continual strategy", "clm-strategy", "strategy.svg", False, "Model", "Strategy"),
+    ("/ingestion", "Data ingestion", "clm-ingestion", "ingestion.svg", False, "Data", "Ingestion"),
+    ("/data", "Data versions", "clm-data-versions", "data.svg", False, "Data", "Versions"),
+    ("/drift", "Drift", "clm-drift", "drift.svg", False, "Data", "Drift"),
+    ("/review", "Review queue", "clm-review", "review.svg", False, "Data", "Review queue"),
+    ("/audit", "Reports & audit", "clm-audit", "audit.svg", False, "Govern", "Reports & audit"),
+    ("/integrations", "Integrations", "clm-integrations", "integrations.svg", False, "Setup", "Integrations"),
+    ("/getting-started", "Getting started", "clm-getting-started", "getting-started.svg", False, "Setup",
+     "Getting started"),
+    # Leave a slot: Configuration (its own issue) goes in "Govern" here, ("/config", "Configuration", ...).
+)
+"""Every clm screen, in menu order: the one list the Airflow navigation (``clm_plugin.external_views``) and the
+tab bar on every clm page (``clm/base.html``) are built from. Only the hub (Overview) and Serving, where an incident
+is handled, get their own sidebar button; Airflow 3.3 folds the rest into Plugins → "Continual learning". From any
+clm page every screen is one click away in its tab bar."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from base64 import urlsafe_b64encode
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ FIELD = "clm_csrf"
 """Form field that carries the token."""
 MAX_AGE_S = 12 * 3600
 """A form is good for this long after the page was rendered (a page left open over a shift)."""
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def _key() -> bytes:
@@ -60,7 +62,9 @@ def refusal(user: BaseUser, now: float | None = None) -> str | None:
         return origin
     token = request.form.get(FIELD, "")
     issued, _, signature = token.partition(".")
-    if not issued.isdigit() or not signature:
+    # str.isdigit() admits "²" and unbounded lengths, and compare_digest refuses non-ASCII str: a token is a
+    # timestamp of ASCII digits and an ASCII signature, anything else is refused before it reaches int() or HMAC.
+    if not _TIMESTAMP.fullmatch(issued) or not signature or not signature.isascii():
         return "the form carried no valid security token; reload the page and try again"
     if not hmac.compare_digest(signature, _sign(str(user.get_id()), int(issued))):
         return "the form's security token is not valid for you; reload the page and try again"

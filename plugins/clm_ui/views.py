@@ -1,7 +1,8 @@
 """clm's Flask-AppBuilder views, served by the FAB provider under ``/pluginsv2/clm/`` in Airflow 3.3.
 
-Views hold no business logic: they load the config, call :mod:`clm_lib.reporting` (or, for the one action, the
-same :func:`~clm_lib.deploy.rollback.rollback` as the CLI, the REST API and the ``clm_rollback`` DAG), and render.
+Views hold no business logic: they resolve the config as the tasks do (:func:`clm_lib.airflow.settings.resolve_config`:
+file, environment, ``clm_default`` connection), call :mod:`clm_lib.reporting` (or, for the one action, the same
+:func:`~clm_lib.deploy.rollback.rollback` as the CLI, the REST API and the ``clm_rollback`` DAG), and render.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import logging
 import re
 from pathlib import Path
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose
 
-from clm_lib.config import load_config
+from clm_lib.airflow.settings import resolve_config
 from clm_lib.errors import ClmError, DeployError, ServingError
 from clm_lib.reporting import build_drift, build_overview, build_serving
-from clm_ui import ROUTE_BASE, csrf
+from clm_lib.reporting.stores import StoreDown
+from clm_ui import ROUTE_BASE, SCREENS, csrf
 from clm_ui.auth import READ, current_user, operate, requires
 from clm_ui.display import HELPERS
 
@@ -32,6 +34,21 @@ static_blueprint = Blueprint(
     "clm_ui", __name__, static_folder=str(HERE / "static"), static_url_path=f"{ROUTE_BASE}/static"
 )
 """Serves the plugin's CSS and icon from this package (no CDN). FAB's ``add_view_no_menu`` has no static folder."""
+
+
+@static_blueprint.app_context_processor
+def nav_context() -> dict:
+    """The tab bar of every clm page (``clm/base.html``): each screen of :data:`clm_ui.SCREENS` by group, the one
+    shown marked. A page that belongs to a screen without being it (a version report) sets ``g.clm_tab``."""
+    if not request or not request.path.startswith(ROUTE_BASE):
+        return {}
+    here = g.get("clm_tab") or request.path[len(ROUTE_BASE) :] or "/"
+    root = request.script_root + ROUTE_BASE
+    groups: dict[str, list[tuple[str, str, bool]]] = {}
+    for path, _name, _route, _icon, _top, group, tab in SCREENS:
+        active = here == path or (path != "/" and here.startswith(path + "/"))
+        groups.setdefault(group, []).append((root + path, tab, active))
+    return {"clm_tabs": list(groups.items())}
 
 
 def _airflow_root() -> str:
@@ -53,19 +70,24 @@ def _page(template: str, status: int = 200, **context):
     )
 
 
-def _built(page: str, build, template: str, status: int = 200, **context):
+def _built(page: str, build, template: str, status: int = 200, crumb: str | None = None, **context):
     """Render ``template`` with what ``build(cfg)`` computed, or a problem page that shows no traceback."""
     try:
-        data = build(load_config())
+        data = build(resolve_config())
+    except StoreDown as exc:  # a store that cannot be read is a state of the page: which one, since when
+        return _page("clm/problem.html", 503, crumb=crumb or page.title(), title=f"{exc.store} cannot be read",
+                     message=str(exc), notice="warn")  # fmt: skip
+    except LookupError as exc:  # an unknown version, batch or table named in the address: say which
+        return _page("clm/problem.html", 404, crumb=crumb or page.title(), title="Not found", message=str(exc))
     except ClmError as exc:
-        return _page("clm/problem.html", 500, crumb=page.title(), title="clm's configuration is invalid",
+        return _page("clm/problem.html", 500, crumb=crumb or page.title(), title="clm's configuration is invalid",
                      message=str(exc))  # fmt: skip
     except Exception:  # the page must never show a traceback; the log has it
         log.exception("clm %s page failed", page)
         return _page(
             "clm/problem.html",
             500,
-            crumb=page.title(),
+            crumb=crumb or page.title(),
             title=f"The {page} page could not be built",
             message="An unexpected error occurred; the Airflow api-server log has the details.",
         )
@@ -134,7 +156,7 @@ class ServingView(BaseView):
         problem = _refusal(user, form)
         if problem is None:
             try:
-                result = do_rollback(load_config(), form["to_version"] or None, actor=f"airflow:{user.get_name()}",
+                result = do_rollback(resolve_config(), form["to_version"] or None, actor=f"airflow:{user.get_name()}",
                                      reason=form["reason"])  # fmt: skip
             except ClmError as exc:
                 problem = str(exc), _status(exc)
@@ -180,6 +202,157 @@ def _exempt_from_session_csrf() -> None:
     from airflow.providers.fab.www.app import csrf as fab_csrf
 
     fab_csrf.exempt(ServingView.rollback)
+    fab_csrf.exempt(ReviewView.decide)
+
+
+# --- Reports & audit, version reports, the review queue ------------------------------------------------------
+
+AUDIT_PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    """A paging argument from the query string: out of range or not a number falls back to ``default``."""
+    value = request.args.get(name, type=int)
+    return value if value is not None and low <= value <= high else default
+
+
+def _audit_page(cfg):
+    from clm_lib.reporting import audit as audit_report
+
+    problem = None
+    try:
+        flt = audit_report.AuditFilter.parse(request.args)
+    except audit_report.FilterError as exc:
+        problem, flt = exc, audit_report.AuditFilter()
+    limit = _int_arg("limit", 50, 1, 500)
+    data = audit_report.page(cfg, flt, offset=_int_arg("offset", 0, 0, 10_000_000), limit=limit)
+    return {"page": data, "verify": audit_report.verify_status(cfg), "filter_problem": problem, "form": request.args}
+
+
+class AuditView(BaseView):
+    """Continual learning → Reports & audit: the whole audit log with filters and paging, its exports, whether the
+    hash chain is intact, and links to each version's report."""
+
+    route_base = ROUTE_BASE
+    template_folder = TEMPLATES
+    default_view = "audit"
+
+    @expose("/audit")
+    @requires(READ)
+    def audit(self):
+        from urllib.parse import urlencode
+
+        def link(**changes) -> str:
+            args = {k: v for k, v in request.args.items() if v} | {k: v for k, v in changes.items() if v is not None}
+            return f"{url_for('AuditView.audit')}?{urlencode(args)}"
+
+        def export(fmt: str, flt) -> str:
+            return f"{_airflow_root()}/clm/api/v1/audit/export?{urlencode(flt.query() | {'format': fmt})}"
+
+        return _built("audit", _audit_page, "clm/audit.html", crumb="Reports & audit", link=link, export=export,
+                      page_sizes=AUDIT_PAGE_SIZES)  # fmt: skip
+
+
+class ReportView(BaseView):
+    """A version's printable report: evaluation, gate, lineage, deployments, audit entries."""
+
+    route_base = ROUTE_BASE
+    template_folder = TEMPLATES
+    default_view = "report"
+
+    @expose("/report/<version>")
+    @requires(READ)
+    def report(self, version: str):
+        from clm_lib.reporting.report import build_report
+
+        g.clm_tab = "/audit"  # reached from Reports & audit: that tab stays marked
+        # An unknown version is a LookupError: a 404 page that names it.
+        return _built("report", lambda cfg: build_report(cfg, version), "clm/report.html", crumb="Version report")
+
+
+REVIEW_DAG = "clm_ingest"
+MAY_REVIEW = operate(REVIEW_DAG)
+"""Accepting a correction makes it data for the next ingest: what triggering ``clm_ingest`` takes."""
+_ID = re.compile(r"[0-9]{1,18}")
+MAX_DECIDE = 500
+
+
+class ReviewView(BaseView):
+    """Continual learning → Review queue: corrections that serving clients sent wait here (in quarantine, reason
+    ``pending_review``) until an operator accepts them (the next ingest curates them) or rejects them."""
+
+    route_base = ROUTE_BASE
+    template_folder = TEMPLATES
+    default_view = "review"
+
+    @expose("/review")
+    @requires(READ)
+    def review(self):
+        decided = request.args.get("decided")
+        count = request.args.get("n", type=int)
+        done = {"decision": decided, "count": count} if decided in ("accepted", "rejected") else None
+        return self._render(done=done)
+
+    @expose("/review/decide", methods=["GET", "POST"])
+    @requires(MAY_REVIEW)
+    def decide(self):
+        if request.method == "GET":  # back from the login page after a POST: nothing to do but show the queue
+            return redirect(url_for("ReviewView.review"))
+        from clm_lib.serving import review
+
+        user = current_user()
+        form = {
+            "decision": request.form.get("decision", ""),
+            "reason": request.form.get("reason", "").strip(),
+            "ids": request.form.getlist("ids"),
+        }
+        problem = _review_refusal(user, form)
+        if problem is None:
+            ids = sorted({int(i) for i in form["ids"]})
+            actor = f"airflow:{user.get_name()}"
+            try:
+                if form["decision"] == "accept":
+                    review.accept(resolve_config(), ids, actor=actor, reason=form["reason"])
+                else:
+                    review.reject(resolve_config(), ids, actor=actor, reason=form["reason"])
+            except ClmError as exc:
+                problem = str(exc), 409
+            except Exception:  # no traceback on the page; the log has it
+                log.exception("clm review decision by %s failed", user.get_name())
+                problem = "The decision failed unexpectedly; the Airflow api-server log has the details.", 500
+            else:
+                decided = "accepted" if form["decision"] == "accept" else "rejected"
+                return redirect(url_for("ReviewView.review", decided=decided, n=len(ids)), code=303)
+        message, status = problem
+        return self._render(status, review_problem=message, form=form)
+
+    def _render(self, status: int = 200, **context):
+        from clm_lib.reporting.review import queue
+
+        user = current_user()
+        may = MAY_REVIEW.allows(user)
+        offset = _int_arg("offset", 0, 0, 10_000_000)
+        return _built("review queue", lambda cfg: queue(cfg, offset=offset, limit=50), "clm/review.html", status,
+                      crumb="Review queue", may_review=may, csrf_field=csrf.FIELD,
+                      form_token=csrf.form_token(user) if may else None, **context)  # fmt: skip
+
+
+def _review_refusal(user, form) -> tuple[str, int] | None:
+    forged = csrf.refusal(user)
+    if forged:
+        log.warning("clm review decision by %s refused: %s", user.get_name(), forged)
+        return f"Refused: {forged}.", 403
+    if form["decision"] not in ("accept", "reject"):
+        return "Choose accept or reject.", 400
+    if not form["ids"]:
+        return "Tick at least one correction.", 400
+    if len(form["ids"]) > MAX_DECIDE or not all(_ID.fullmatch(i) for i in form["ids"]):
+        return "The form named corrections that are not feedback ids; reload the page and try again.", 400
+    if form["decision"] == "reject" and not form["reason"]:
+        return "Say why you reject them: the reason goes into the audit log with your name.", 400
+    if len(form["reason"]) > MAX_REASON:
+        return f"The reason is longer than {MAX_REASON} characters.", 400
+    return None
 
 
 _exempt_from_session_csrf()

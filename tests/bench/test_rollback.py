@@ -101,41 +101,75 @@ def test_a_failing_move_stops_the_clients_and_is_raised():
                                max_requests=100_000, cap_s=30))  # fmt: skip
 
 
-def test_arguments_are_checked(capsys):
+def _bench_module():
     spec = importlib.util.spec_from_file_location("clm_bench_rollback_test", REPO / "bench" / "rollback.py")
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_arguments_are_checked(capsys):
+    bench = _bench_module()
     with pytest.raises(SystemExit):
         bench.main(["--rollbacks", "0"])
     assert "at least 1 rollback" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--database-url", "sqlite:///x.db"])
     assert "must be a PostgreSQL server URL" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--registry", "s3"])
+    assert "invalid choice: 's3'" in capsys.readouterr().err
+
+
+def test_import_times_of_a_cli_process_count_top_level_imports_and_mlflow_s():
+    bench = _bench_module()
+    stderr = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:       100 |        300 |   sqlalchemy.sql",
+        "import time:       200 |     500000 | sqlalchemy",
+        "import time:        50 |         50 |   mlflow",  # inside another import: counted with it, not again
+        "import time:       300 |    1500000 | mlflow.exceptions",  # at run time, in a function: top level
+        "Traceback? no: other stderr lines are ignored",
+    ])  # fmt: skip
+    assert bench._import_times(stderr) == {"imports_s": 2.0, "mlflow_import_s": 1.5}
 
 
 @pytest.mark.slow
-def test_a_short_run_rolls_back_for_real_and_records_every_rollback(tmp_path, tiny_base):
-    """rollout() twice, then rollback() under load and raw switches: about 30-40 s on two busy cores."""
+def test_a_short_run_rolls_back_for_real_with_both_registries_and_the_cli(tmp_path, tiny_base):
+    """A real `mlflow server` and the SQLite store behind it; rollout() twice, then rollback() under load with each
+    registry, one `clm rollback` process and raw switches: about 1.5-2 min on two busy cores."""
     out, home = tmp_path / "rollback.json", tmp_path / "home"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
-    argv = ["--rollbacks", "3", "--switches", "2", "--interval", "0.3", "--overhead-requests", "20",
-            "--base-model", str(tiny_base), "--home", str(home), "--out", str(out)]  # fmt: skip
+    argv = ["--registry", "both", "--rollbacks", "2", "--cli-rollbacks", "1", "--switches", "2",
+            "--interval", "0.3", "--overhead-requests", "20", "--base-model", str(tiny_base), "--home", str(home),
+            "--out", str(out)]  # fmt: skip
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "rollback.py"), *argv], capture_output=True,
-                          text=True, env=env, timeout=300, check=False)  # fmt: skip
+                          text=True, env=env, timeout=420, check=False)  # fmt: skip
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a timing target missed
     result = json.loads(out.read_text())
 
-    rb = result["rollback"]["sqlite"]
-    assert [(m["from"], m["to"]) for m in rb["per_move"]] == [("2", "1"), ("1", "2"), ("2", "1")]
-    assert rb["never_reached_100"] == 0 and rb["late_requests"] == 0 and rb["stopped_early"] is None
-    assert all(m["warm"] and m["switch_ms"] > 0 and m["call_s"] * 1000 >= m["switch_ms"] for m in rb["per_move"])
-    records = rb["records"]
-    assert records["rollback_deployments"] == 3 and records["audit_entries"] >= 3 * 4  # switch, 2 aliases, aliases
-    assert records["champion_after"] == "1" and records["previous_after"] == "2"
+    assert result["registries"] == ["file", "server"]
+    for registry in ("file", "server"):
+        rb = result["rollback"][registry]["sqlite"]
+        assert [(m["from"], m["to"]) for m in rb["per_move"]] == [("2", "1"), ("1", "2")]
+        assert rb["never_reached_100"] == 0 and rb["late_requests"] == 0 and rb["stopped_early"] is None
+        assert all(m["warm"] and m["switch_ms"] > 0 and m["call_s"] * 1000 >= m["switch_ms"] for m in rb["per_move"])
+        assert all(m["set_weights_at_ms"] is not None for m in rb["per_move"])
+        assert rb["records"]["rollback_deployments"] == 2 and rb["records"]["champion_after"] == "2"
+    server = result["rollback"]["server"]["sqlite"]["per_move"]
+    assert all(m["mlflow_http"] >= 1 for m in server), server  # through the server, and counted
+    assert all(m["mlflow_http"] == 0 for m in result["rollback"]["file"]["sqlite"]["per_move"])
+
+    cli = result["cli_rollback"]
+    assert cli["registry"] == "server" and cli["never_reached_100"] == 0 and cli["late_requests"] == 0
+    (move,) = cli["per_move"]
+    assert (move["from"], move["to"]) == ("2", "1") and move["warm"] and move["switch_ms"] > 0
+    assert move["process_s"] >= move["to_100_s"] > move["start_s"] > 0 and move["imports_s"] > 0
+    assert cli["process_only"]["clm_rollback_help_s"]["p50"] > 0
     assert result["weight_switch"]["moves"] == 2 and result["weight_switch"]["never_reached_100"] == 0
     assert result["failed_requests"] == 0 and result["requests"] > 0
-    assert not _processes_of(home), "the benchmark left its serving processes running"
+    assert not _processes_of(home), "the benchmark left its serving processes or its MLflow server running"
 
 
 def _processes_of(home: Path) -> list[int]:
@@ -144,7 +178,8 @@ def _processes_of(home: Path) -> list[int]:
     pids = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get("CLM_HOME") == str(home):
+            environ = proc.environ()
+            if environ.get("CLM_HOME") == str(home) or str(home) in environ.get("MLFLOW_BACKEND_STORE_URI", ""):
                 pids.append(proc.pid)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             pass

@@ -157,3 +157,25 @@ def test_init_on_postgresql_is_idempotent(home, postgres_url):
     finally:
         engine.dispose()
     assert not (home / "airflow" / "airflow.db").exists()
+
+
+def test_clm_outside_a_checkout_says_so_in_one_line_and_creates_nothing(tmp_path):
+    import subprocess
+
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "user"), "LANG": "C.UTF-8"}
+    proc = subprocess.run([sys.executable, "-m", "clm_lib.cli", "deployments"], cwd=tmp_path, env=clean,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        'clm: error: no clm config found: run inside a clm checkout (its root folder), set CLM_CONFIG and CLM_HOME, '
+        'or eval "$(clm env)" there first'
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_database_error_is_one_line(home, tmp_path):
+    url = f"sqlite:///{tmp_path / 'never-migrated.db'}"
+    result = CliRunner().invoke(cli, ["deployments"], env={"CLM_HOME": str(home), "CLM_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("clm: error: clm's database: no such table")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output

@@ -1,6 +1,8 @@
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clm_lib.config import ClmConfig, load_config
 from clm_lib.errors import ConfigError
@@ -91,3 +93,68 @@ def test_config_hash_tracks_settings(tmp_path: Path):
     b = load_config(environ={"CLM_HOME": str(tmp_path), "CLM__TRAINING__MAX_STEPS": "7"})
     assert a.config_hash() == load_config(environ={"CLM_HOME": str(tmp_path)}).config_hash()
     assert a.config_hash() != b.config_hash()
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_removed_training_min_new_rows_names_its_replacement(how, tmp_path: Path):
+    path = REPO / "include" / "clm.yaml"
+    env = {"CLM_HOME": str(tmp_path)}
+    if how == "file":
+        path = tmp_path / "old.yaml"
+        shipped = (REPO / "include" / "clm.yaml").read_text()
+        path.write_text(shipped.replace("training:\n", "training:\n  min_new_rows: 200\n"))
+    else:
+        env["CLM__TRAINING__MIN_NEW_ROWS"] = "200"
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env)
+    assert "training.min_new_rows was removed" in str(err.value)
+    assert "drift.volume.min_new_rows" in str(err.value)
+
+
+SECRET_DB = "postgresql+psycopg2://clm:hunter2@db:5432/clm?sslmode=require"
+SECRET_MLFLOW = "https://ci:tok3n@mlflow.internal/?access_token=s3cr3t"
+
+
+def _secret_cfg(tmp_path: Path, db: str = SECRET_DB) -> ClmConfig:
+    env = {"CLM_HOME": str(tmp_path), "CLM_DATABASE_URL": db, "MLFLOW_TRACKING_URI": SECRET_MLFLOW}
+    return load_config(environ=env)
+
+
+def test_secret_urls_are_used_but_never_shown(tmp_path: Path):
+    cfg = _secret_cfg(tmp_path)
+    assert (cfg.database_url, cfg.tracking_uri) == (SECRET_DB, SECRET_MLFLOW)  # what connects gets the real ones
+    dumped = json.dumps(cfg.model_dump(mode="json"))  # what config_versions and snapshots store
+    for shown in (str(cfg), repr(cfg), dumped, yaml.safe_dump(cfg.model_dump(mode="json")), str(cfg.database.url)):
+        assert "hunter2" not in shown and "tok3n" not in shown and "s3cr3t" not in shown
+    assert cfg.model_dump(mode="json")["database"]["url"] == "postgresql+psycopg2://clm:***@db:5432/clm?sslmode=require"
+    assert cfg.model_dump(mode="json")["registry"]["tracking_uri"] == "https://ci:***@mlflow.internal/?access_token=***"
+
+
+def test_config_hash_ignores_passwords_but_not_the_database(tmp_path: Path):
+    a = _secret_cfg(tmp_path)
+    rotated = _secret_cfg(tmp_path, SECRET_DB.replace("hunter2", "correct-horse"))
+    moved = _secret_cfg(tmp_path, SECRET_DB.replace("@db:", "@db2:"))
+    assert a.config_hash() == rotated.config_hash() != moved.config_hash()
+    # Without secrets the dump, hence the hash recorded for lineage, is what it always was.
+    plain = load_config(environ={"CLM_HOME": str(tmp_path), "CLM_DATABASE_URL": "postgresql://db/clm"})
+    assert plain.model_dump(mode="json")["database"]["url"] == "postgresql://db/clm"
+
+
+@pytest.mark.parametrize("value", [f'["{SECRET_DB}"]', f"[{SECRET_DB}"], ids=["not-a-string", "not-yaml"])
+def test_a_bad_secret_value_is_reported_redacted(value: str, tmp_path: Path):
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={"CLM_HOME": str(tmp_path), "CLM__DATABASE__URL": value})
+    assert "DATABASE__URL" in str(err.value).upper().replace(".", "__") and "hunter2" not in str(err.value)
+
+
+def test_no_config_outside_a_checkout_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from clm_lib.config import NO_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={})
+    assert str(err.value) == NO_CONFIG
+    assert list(tmp_path.iterdir()) == []
+    # Saying where is enough: the home, the config, or both.
+    assert load_config(environ={"CLM_HOME": str(tmp_path / "h")}).home == tmp_path / "h"
+    assert load_config(environ={"CLM_CONFIG": str(REPO / "include" / "clm.yaml")}).home == tmp_path / ".clm"

@@ -66,6 +66,18 @@ def test_promotion_rolls_out_step_by_step_and_rollback_is_manual(dagbag):
     assert type(rollback.timetable).__name__ == "NullTimetable" and [t.task_id for t in rollback.tasks] == ["rollback"]
 
 
+def test_a_killed_promotion_task_is_settled_and_the_champion_is_watched(dagbag):
+    from clm_lib.airflow.callbacks import settle_deployment
+
+    promotion = dagbag.dags["clm_promotion"]
+    assert all(t.on_failure_callback in (settle_deployment, [settle_deployment]) for t in promotion.tasks)
+    watch = dagbag.dags["clm_deploy_watch"]
+    assert watch.timetable.expression == "*/2 * * * *" and watch.catchup is False and watch.max_active_runs == 1
+    assert watch.is_paused_upon_creation is False
+    assert [t.task_id for t in watch.topological_sort()] == ["reconcile", "guard"]
+    assert watch.get_task("guard").trigger_rule == "all_done"
+
+
 def test_dag_files_do_not_import_ml_stacks_at_parse_time():
     code = (
         "import sys, runpy, glob\n"

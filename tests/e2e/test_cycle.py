@@ -52,7 +52,8 @@ def test_new_tasks_drift_into_promoted_versions_and_more_of_the_same_does_not(cy
 
 
 def test_a_planted_bad_version_is_rolled_back_by_the_canary_and_clm_rollback_works_by_hand(cycle):
-    from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version
 
     cfg, _client, _rows, lines, incident, traffic = cycle
     assert incident.planted_version == "3", lines
@@ -135,3 +136,21 @@ def test_lineage_is_on_the_model_version(cycle):
     for key in ("clm.delta.curated_version", "clm.config_hash", "clm.parent_version", "clm.airflow.run_id"):
         assert v.tags.get(key), key
     assert v.tags["clm.parent_version"] == "1"
+
+
+def test_the_champions_lineage_runs_from_its_batches_to_its_deployments(cycle):
+    """The Registry & lineage screen's graph of the version this cycle produced, end to end: the landing batches that
+    fed it, the curated Delta versions, the training run, its parent, and the promotion that put it on traffic."""
+    from clm_lib.reporting.lineage import lineage_of
+
+    cfg, *_ = cycle
+    g = lineage_of(cfg, "2")
+    (run,) = g.of_kind("run")
+    assert g.training_run_id == run.key, g.as_dict()
+    assert [n.key for n in g.of_kind("parent")] == ["1"], g.as_dict()
+    batches = g.of_kind("batch")
+    promoted = [n for n in g.of_kind("deployment") if n.status == "promoted"]
+    assert batches and promoted, g.as_dict()
+    assert all(g.reaches(b.id, promoted[0].id) for b in batches), g.as_dict()
+    # Each version was trained on its own new batches: v1's and v2's never overlap.
+    assert not {b.key for b in batches} & {b.key for b in lineage_of(cfg, "1").of_kind("batch")}

@@ -1,7 +1,8 @@
 """The overview, drift and serving screens in a real browser against the real stack (`clm up`, FAB auth manager).
 
 Chromium is Debian's (/usr/bin/chromium); Playwright only drives it and never downloads a browser.
-Screenshots go to ``$CLM_E2E_ARTIFACTS`` (else the test's tmp_path): look at them.
+Screenshots go to ``$CLM_E2E_ARTIFACTS``, else ``build/screens/`` in the checkout (git-ignored): one per screen,
+named after it; look at them.
 The stack is shared with the other e2e tests, so this test reads whatever state it is in and changes
 nothing but one extra user without roles.
 """
@@ -34,9 +35,12 @@ DRIFT = "/pluginsv2/clm/drift"
 SERVING = "/pluginsv2/clm/serving"
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CLM_E2E_ARTIFACTS") or tmp_path)
+def artifacts() -> Path:
+    folder = Path(os.environ.get("CLM_E2E_ARTIFACTS") or REPO / "build" / "screens")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -73,7 +77,7 @@ def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
     login_to_overview_s = time.monotonic() - started
     assert f"Signed in as {airflow_stack.username}" in page.locator(".who").inner_text()
     assert page.locator("section.cards .card").count() == 3
-    assert page.locator("h2", has_text="Versions").is_visible()
+    assert page.get_by_role("heading", name="Versions", exact=True).is_visible()
     assert page.locator("h2", has_text="Forgetting matrix").is_visible()
     assert page.locator("h2", has_text="Audit log").is_visible()
     assert page.locator(".notice-error").count() == 0, page.locator(".notice-error").all_inner_texts()
@@ -120,12 +124,8 @@ def test_drift_page_tabs_and_nav_entry(airflow_stack, browser, artifacts):
     page.wait_for_url(base + DRIFT)
     assert page.locator("nav.tabs a.active").inner_text() == "Drift"
 
-    # Its own button in the Airflow UI's navigation, next to the overview's, opens it in an iframe.
-    page.goto(base + "/")
-    entry = page.locator("a[href='/plugin/clm-drift']")
-    entry.wait_for()
-    assert page.locator("a[href='/plugin/clm-overview']").count() == 1
-    entry.click()
+    # Its Airflow nav entry (under Plugins -> "Continual learning") opens it in an iframe at /plugin/clm-drift.
+    page.goto(base + "/plugin/clm-drift")
     frame = page.frame_locator("iframe[title='Drift']")
     frame.locator("h1", has_text="Drift").wait_for()
     assert urlsplit(page.url).path.startswith("/plugin/clm-drift")
@@ -187,3 +187,33 @@ def test_a_user_without_roles_gets_403_with_an_explanation(airflow_stack):
     assert denied.value.code == 403
     html = denied.value.read().decode()
     assert "e2e-norole" in html and "read access to DAGs" in html
+
+
+def test_every_screen_renders_in_the_browser_with_a_screenshot(airflow_stack, browser, artifacts):
+    """Every screen of the navigation list (clm_ui.SCREENS) as the admin: it answers 200, renders its heading and
+    the tab bar that links to every other screen, and leaves a screenshot named after it."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "plugins"))
+    from clm_ui import ROUTE_BASE, SCREENS
+
+    base = airflow_stack.base_url
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    first = f"/pluginsv2{ROUTE_BASE}/"
+    page.goto(base + first)
+    page.fill("#username", airflow_stack.username)
+    page.fill("#password", airflow_stack.password)
+    page.click("[type=submit]")
+    page.wait_for_url(base + first)
+    shots = []
+    for path, _name, url_route, *_ in SCREENS:
+        response = page.goto(base + f"/pluginsv2{ROUTE_BASE}{path}")
+        assert response is not None and response.status == 200, (path, response and response.status)
+        page.locator("h1").first.wait_for()
+        for other in SCREENS:  # every screen is one click away from every other
+            assert page.locator(f"a[href$='{ROUTE_BASE}{other[0]}']").count() >= 1, (path, other[0])
+        shot = artifacts / f"{url_route}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shots.append(shot.name)
+    print(f"\nscreens: {len(shots)} screenshots in {artifacts}: {', '.join(shots)}")

@@ -36,18 +36,30 @@ def test_nav_entry_points_at_the_served_view(airflow_fab, flask_app):
 
     clm = next(p for p in plugins_manager.get_plugin_info() if p["name"] == "clm")
     nav = PluginResponse.model_validate(clm).external_views  # what /api/v2/plugins hands the React UI
-    assert [(v.name, v.category, v.destination, v.url_route) for v in nav] == [
-        ("Continual learning", "Continual learning", "nav", "clm-overview"),
-        ("Drift", "Continual learning", "nav", "clm-drift"),
-        ("Serving", "Continual learning", "nav", "clm-serving"),
-    ]
-    assert [v.href for v in nav] == ["/pluginsv2/clm/", "/pluginsv2/clm/drift", "/pluginsv2/clm/serving"]
-    assert all(v.nav_top_level for v in nav)  # own sidebar buttons, not folded into the "Plugins" menu
+    by_name = {v.name: v for v in nav}
+    assert all((v.category, v.destination) == ("Continual learning", "nav") for v in nav)
+    mine = ("Continual learning", "Drift", "Serving", "Reports & audit", "Review queue")
+    assert {n: (v.url_route, v.href) for n, v in by_name.items() if n in mine} == {
+        "Continual learning": ("clm-overview", "/pluginsv2/clm/"),
+        "Serving": ("clm-serving", "/pluginsv2/clm/serving"),
+        "Drift": ("clm-drift", "/pluginsv2/clm/drift"),
+        "Reports & audit": ("clm-audit", "/pluginsv2/clm/audit"),
+        "Review queue": ("clm-review", "/pluginsv2/clm/review"),
+    }
+    # The hub and the incident screen keep their own sidebar buttons; the rest fold into Plugins → the category.
+    assert [v.name for v in nav if v.nav_top_level] == ["Continual learning", "Serving"]
+    assert len([v for v in nav if not v.nav_top_level]) >= 2  # Airflow folds two or more; one would stand alone
     rules = {r.rule: r.endpoint for r in flask_app.url_map.iter_rules()}
     assert rules["/clm/"] == "OverviewView.overview"
     assert rules["/clm/drift"] == "DriftView.drift"
     assert rules["/clm/serving"] == "ServingView.serving"
     assert rules["/clm/serving/rollback"] == "ServingView.rollback"
+    assert rules["/clm/audit"] == "AuditView.audit"
+    assert rules["/clm/review"] == "ReviewView.review"
+    assert rules["/clm/review/decide"] == "ReviewView.decide"
+    assert rules["/clm/report/<version>"] == "ReportView.report"
+    for v in nav:  # every entry points at a served view
+        assert v.href.removeprefix("/pluginsv2") in rules, v.href
     assert "/clm/static/<path:filename>" in rules
     assert all("name" not in v for v in clm["appbuilder_views"])  # no legacy FAB menu: the nav entries are the way in
 

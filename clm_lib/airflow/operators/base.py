@@ -1,13 +1,16 @@
-"""What every clm operator shares: the hook that loads clm's config, and the caller's identity."""
+"""What every clm operator shares: clm's config from the one resolver (through the hook), and the caller's identity."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from clm_lib.airflow.hooks.clm import ClmHook
+
+if TYPE_CHECKING:
+    from clm_lib.config import ClmConfig
 
 
 class ClmBaseOperator(BaseOperator):
@@ -19,7 +22,8 @@ class ClmBaseOperator(BaseOperator):
         self.config_path = config_path
 
     @property
-    def cfg(self):
+    def cfg(self) -> ClmConfig:
+        # Resolved on each access, not at parse time: the connection may change between runs.
         return ClmHook(self.clm_conn_id, self.config_path).config
 
     @staticmethod

@@ -44,7 +44,8 @@ def drift_checks(trigger: dict, params: dict) -> list[str]:
 
 
 class ContinualTrainOperator(ClmBaseOperator):
-    """Train when enough new curated data arrived (or when forced); returns the training run id."""
+    """Train when a drift check requested it, when forced, or (a manual run) when the drift policy's volume rule
+    finds enough new curated data; otherwise skip with the policy's reason. Returns the training run id."""
 
     template_fields = ("force",)
 
@@ -57,15 +58,16 @@ class ContinualTrainOperator(ClmBaseOperator):
         from clm_lib.training.update import plan_update, run_update
 
         self.quiet_libraries()
+        cfg = self.cfg  # loaded once: plan, update and links must see the same settings
         trigger = describe_trigger(context)
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
         # A drift check's request is the policy's decision (volume included): it needs no second volume threshold.
-        plan = plan_update(self.cfg, force=force or bool(trigger.get("drift_checks")))
+        plan = plan_update(cfg, force=force, requested=bool(trigger.get("drift_checks")))
         self.log.info("update plan: %s", plan)
         if not plan.should_train:
             raise AirflowSkipException(plan.reason)
         run = run_update(
-            self.cfg,
+            cfg,
             trigger={**trigger, "plan": plan.reason},
             plan=plan,
             airflow_dag_id=context["dag"].dag_id,
@@ -73,7 +75,7 @@ class ContinualTrainOperator(ClmBaseOperator):
             actor=self.actor(context),
         )
         for check_id in trigger.get("drift_checks", []):
-            linked = link_training_run(self.cfg, check_id, run.id)
+            linked = link_training_run(cfg, check_id, run.id)
             self.log.info("drift check %s: %d triggering report(s) linked to %s", check_id, linked, run.id)
         self.log.info("training run %s: %s", run.id, run.metrics)
         return run.id

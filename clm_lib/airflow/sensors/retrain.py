@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
-from clm_lib.airflow.hooks.clm import ClmHook
+from clm_lib.airflow.settings import DEFAULT_CONN_ID, resolve_config
 from clm_lib.airflow.triggers.retrain import RetrainRequestTrigger
 
 
@@ -23,6 +23,7 @@ class RetrainTriggerSensor(BaseSensorOperator):
     It looks at requests newer than both ``max_age`` ago and the last request this task already returned in an
     earlier DAG run, so one request is handed out once even if the training it starts skips. ``deferrable``
     (default) waits in the triggerer, polling every ``poke_interval`` seconds; otherwise it pokes like any sensor.
+    Both read the database that ``clm_conn_id`` and ``config_path`` resolve to, as every clm task does.
     """
 
     ui_color = "#fdf2e0"
@@ -32,6 +33,7 @@ class RetrainTriggerSensor(BaseSensorOperator):
         *,
         max_age: timedelta = timedelta(days=1),
         deferrable: bool = True,
+        clm_conn_id: str = DEFAULT_CONN_ID,
         config_path: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -39,6 +41,7 @@ class RetrainTriggerSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.max_age = max_age
         self.deferrable = deferrable
+        self.clm_conn_id = clm_conn_id
         self.config_path = config_path
 
     def since(self, context: Any) -> datetime:
@@ -51,7 +54,7 @@ class RetrainTriggerSensor(BaseSensorOperator):
     def poke(self, context: Any) -> PokeReturnValue:
         from clm_lib.drift.monitor import pending_requests
 
-        pending = pending_requests(ClmHook(config_path=self.config_path).config, self.since(context))
+        pending = pending_requests(resolve_config(self.clm_conn_id, self.config_path), self.since(context))
         return PokeReturnValue(is_done=bool(pending), xcom_value=pending[0] if pending else None)
 
     def execute(self, context: Any) -> Any:
@@ -62,7 +65,10 @@ class RetrainTriggerSensor(BaseSensorOperator):
             return found.xcom_value
         self.defer(
             trigger=RetrainRequestTrigger(
-                since=self.since(context).isoformat(), poll_interval=self.poke_interval, config_path=self.config_path
+                since=self.since(context).isoformat(),
+                poll_interval=self.poke_interval,
+                clm_conn_id=self.clm_conn_id,
+                config_path=self.config_path,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,

@@ -1,15 +1,15 @@
 """Serving backends: one shape (:class:`ServingBackend`), one registry, chosen by ``serving.backend``.
 
-Backends register with :func:`register_backend`; the built-in ones are imported on first use, so choosing
-``local`` never imports the Kubernetes client.
+A backend registers at the bottom of its module with ``register_backend(name=..., backend_cls=...)`` (the idiom of
+:mod:`clm_lib.plugins`); the built-in ones are imported on first use, so choosing ``local`` never imports the
+Kubernetes client.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from clm_lib.errors import ConfigError
+from clm_lib.plugins import Registry
 from clm_lib.serving.backends.base import (
     SLOTS,
     ServingBackend,
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
 
 __all__ = [
+    "BACKENDS",
     "SLOTS",
     "ServingBackend",
     "SlotMetrics",
@@ -36,25 +37,23 @@ __all__ = [
     "register_backend",
 ]
 
-_BUILTIN = {"local": "clm_lib.serving.backends.local", "kubernetes": "clm_lib.serving.backends.kubernetes"}
-_REGISTRY: dict[str, type[ServingBackend]] = {}
+BACKENDS: Registry[ServingBackend] = Registry(
+    "backend",
+    ServingBackend,
+    {name: f"{__name__}.{name}" for name in ("local", "kubernetes")},
+    field="serving.backend",
+)
 
 
-def register_backend(cls: type[ServingBackend]) -> type[ServingBackend]:
-    """Class decorator: make ``cls`` available as ``serving.backend: <cls.name>``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+def register_backend(*, name: str, backend_cls: type[ServingBackend]) -> None:
+    """Make ``backend_cls`` available as ``serving.backend: <name>``."""
+    BACKENDS.register(name, backend_cls)
 
 
 def available_backends() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return BACKENDS.names()
 
 
 def get_backend(cfg: ClmConfig, **kwargs) -> ServingBackend:
     """The backend ``cfg.serving.backend`` names, built for ``cfg`` (``kwargs`` go to its constructor)."""
-    name = cfg.serving.backend
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _REGISTRY:
-        raise ConfigError(f"serving.backend: unknown backend {name!r} (available: {', '.join(available_backends())})")
-    return _REGISTRY[name](cfg, **kwargs)
+    return BACKENDS.get(cfg.serving.backend)(cfg, **kwargs)

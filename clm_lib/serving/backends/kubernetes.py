@@ -57,10 +57,7 @@ def _missing(exc: Exception) -> bool:
     return getattr(exc, "status", None) == 404
 
 
-@register_backend
 class KubernetesBackend(ServingBackend):
-    name = "kubernetes"
-
     def __init__(self, cfg: ClmConfig, *, apps=None, core=None, http: httpx.Client | None = None):
         self.cfg = cfg
         self.k = cfg.serving.kubernetes
@@ -291,3 +288,6 @@ def _rolled_out(dep) -> bool:
         and (s.ready_replicas or 0) == want
         and (s.replicas or 0) == want
     )
+
+
+register_backend(name="kubernetes", backend_cls=KubernetesBackend)

@@ -5,7 +5,8 @@ logs in ``$CLM_HOME/logs/serving-*.log``), so they outlive the Airflow task or C
 any later process drives the same slots from ``$CLM_HOME/serving/``:
 
 - ``state.json``: each slot's version and port, and the weights (the router starts with them after a restart);
-- ``config.yaml``: the effective config the processes run with (the caller's, overrides included);
+- ``config.yaml``: the effective config the processes run with (the caller's, overrides included), secrets
+  redacted: the real database URL and tracking URI reach the processes by environment;
 - ``router.token``: the secret for the router's admin route (mode 0600).
 
 Read-modify-write of the state holds an ``flock`` on ``state.lock``. The router's answers are the truth about
@@ -47,10 +48,7 @@ LOOPBACK = ("127.0.0.1", "localhost")
 _CONFIG_ENV = ("CLM_CONFIG", "CLM_HOME", "CLM_DATA_URI", "CLM_DATABASE_URL", "MLFLOW_TRACKING_URI")
 
 
-@register_backend
 class LocalBackend(ServingBackend):
-    name = "local"
-
     def __init__(self, cfg: ClmConfig):
         if cfg.serving.host not in LOOPBACK:
             raise ServingError(
@@ -111,7 +109,10 @@ class LocalBackend(ServingBackend):
         os.replace(tmp, snapshot)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLM__") and k not in _CONFIG_ENV}
         quiet = {"PYTHONUNBUFFERED": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-        return env | quiet | {"CLM_CONFIG": str(snapshot), "CLM_HOME": str(self.cfg.home)}
+        # The snapshot holds the URLs redacted (clm_lib/redaction.py); the real ones reach the children by
+        # environment, which wins over the file, and never touch the disk.
+        secret = {"CLM_DATABASE_URL": self.cfg.database_url, "MLFLOW_TRACKING_URI": self.cfg.tracking_uri}
+        return env | quiet | secret | {"CLM_CONFIG": str(snapshot), "CLM_HOME": str(self.cfg.home)}
 
     def _component(self, name: str, version: str | None = None) -> processes.Component:
         clm = (sys.executable, "-m", "clm_lib.cli")
@@ -266,3 +267,6 @@ class LocalBackend(ServingBackend):
         if not st.healthy:
             raise ServingError(f"slot {slot} is not healthy: {st.detail}")
         smoke(self.http, st.url, self.cfg.registry.model_name, st.version, slot)
+
+
+register_backend(name="local", backend_cls=LocalBackend)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from clm_lib.config import REPO_ROOT, ClmConfig
+from clm_lib.errors import ServingError
 
 TEMPLATES = REPO_ROOT / "include" / "k8s"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -48,7 +49,16 @@ def config_map(cfg: ClmConfig) -> tuple[dict[str, Any], str]:
     """The ConfigMap holding the effective clm config, and its sha256 (pods roll when it changes).
 
     ``serving.host`` becomes ``0.0.0.0``: inside a pod the server must answer the Service, not only loopback.
+    A ConfigMap is readable by anyone who may read the namespace: the dump holds secret URLs redacted, and the pods
+    read the real ones from the ``serving.kubernetes.env_secret`` Secret (its variables win over the file).
     """
+    redacted = [f for f, s in (("database.url", cfg.database.url), ("registry.tracking_uri", cfg.registry.tracking_uri))
+                if s is not None and str(s) != s.get_secret_value()]
+    if redacted and not cfg.serving.kubernetes.env_secret:
+        raise ServingError(
+            f"{' and '.join(redacted)} hold a password or token, which never goes into the ConfigMap: put them in a "
+            "Secret (CLM_DATABASE_URL, MLFLOW_TRACKING_URI) and name it in serving.kubernetes.env_secret"
+        )
     settings = cfg.model_dump(mode="json")
     settings["serving"]["host"] = "0.0.0.0"
     text = yaml.safe_dump(settings, sort_keys=True)

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from clm_lib.training.data import IGNORE_INDEX
-from clm_lib.training.strategies import Strategy, register_strategy
+from clm_lib.training.strategies import register_strategy
+from clm_lib.training.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
+    from clm_lib.training.context import TrainContext
     from clm_lib.training.data import Batch
-    from clm_lib.training.loop import TrainContext
     from clm_lib.training.strategy_config import DistillationConfig
 
 log = logging.getLogger(__name__)
 
 
-@register_strategy("distillation")
 class Distillation(Strategy):
     """Add ``weight * T^2 * KL(teacher_T || student_T)`` over response-token positions to the loss.
 
@@ -113,3 +113,6 @@ def _with_rest(log_top: torch.Tensor) -> torch.Tensor:
     """Append ``log(1 - sum(exp(log_top)))``, the log-probability of every token outside the top k."""
     rest = torch.log1p(-log_top.exp().sum(dim=-1, keepdim=True).clamp(max=1 - 1e-6))
     return torch.cat([log_top, rest], dim=-1)
+
+
+register_strategy(name="distillation", strategy_cls=Distillation)

@@ -19,12 +19,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from clm_lib.errors import TrainingError
+from clm_lib.training.context import STRATEGY_STATE_DIR
 from clm_lib.training.data import IGNORE_INDEX, Example, collate
-from clm_lib.training.strategies import Strategy, register_strategy
+from clm_lib.training.strategies import register_strategy
+from clm_lib.training.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
-    from clm_lib.training.loop import TrainContext
+    from clm_lib.training.context import TrainContext
     from clm_lib.training.strategy_config import EwcConfig
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,6 @@ FISHER_FILE = "fisher.safetensors"
 META_FILE = "ewc.json"
 
 
-@register_strategy("ewc")
 class EWC(Strategy):
     """Add ``strength/2 * sum_i F_i (theta_i - theta*_i)^2`` to the loss; accumulate ``F`` after training.
 
@@ -153,8 +154,6 @@ class EWC(Strategy):
 
 
 def _state_dir(adapter_dir: Path) -> Path:
-    from clm_lib.training.loop import STRATEGY_STATE_DIR
-
     return Path(adapter_dir) / STRATEGY_STATE_DIR / EWC.name
 
 
@@ -206,3 +205,6 @@ def normalize(fisher: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tens
         log.warning("EWC: the Fisher is zero everywhere (no gradient reached the trainable parameters)")
         return dict(fisher)
     return {n: f / scale for n, f in fisher.items()}
+
+
+register_strategy(name="ewc", strategy_cls=EWC)

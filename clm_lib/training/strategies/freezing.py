@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from clm_lib.errors import TrainingError
-from clm_lib.training.strategies import Strategy, register_strategy
+from clm_lib.training.strategies import register_strategy
+from clm_lib.training.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
-    from clm_lib.training.loop import TrainContext
+    from clm_lib.training.context import TrainContext
     from clm_lib.training.strategy_config import FreezeConfig
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ _ADAPTER_SUFFIX = re.compile(r"\.(lora_[A-Za-z_]+|base_layer)(\.[^.]+)?\.(weight
 """What PEFT appends to a module's name: removed when frozen parameters are reported per module."""
 
 
-@register_strategy("freezing")
 class Freezing(Strategy):
     """Freeze trainable parameters before the first step; the optimizer then never touches them.
 
@@ -124,3 +124,6 @@ def _blocks(model: torch.nn.Module) -> list[str]:
         raise TrainingError(f"{FIELD}.lowest_blocks: cannot find the model's list of blocks")
     name, n = lists[0] if isinstance(expected, int) else max(lists, key=lambda nm: nm[1])
     return [f"{name}.{i}" for i in range(n)]
+
+
+register_strategy(name="freezing", strategy_cls=Freezing)

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from clm_lib.training.strategies import Strategy, register_strategy
+from clm_lib.training.strategies import register_strategy
+from clm_lib.training.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
+    from clm_lib.training.context import TrainContext
     from clm_lib.training.data import Batch
-    from clm_lib.training.loop import TrainContext
 
 
 def orthogonality_penalty(model, adapter: str, others: Sequence[str]) -> torch.Tensor:
@@ -42,7 +43,6 @@ def orthogonality_penalty(model, adapter: str, others: Sequence[str]) -> torch.T
     return total
 
 
-@register_strategy("orthogonality")
 class Orthogonality(Strategy):
     """O-LoRA: keep the adapter being trained in a subspace orthogonal to the other tasks' adapters.
 
@@ -69,3 +69,6 @@ class Orthogonality(Strategy):
         penalty = orthogonality_penalty(ctx.model, names[ctx.active_task], list(names.values()))
         self.last_penalty = float(penalty.detach())
         return self.weight * penalty
+
+
+register_strategy(name="orthogonality", strategy_cls=Orthogonality)

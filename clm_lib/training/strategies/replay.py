@@ -2,7 +2,9 @@
 
 Three parts: :class:`Replay` mixes buffer examples into every batch while training, :func:`replay_weights` turns
 the last evaluation into per-task replay weights (a task that fell gets more replay), and :func:`select_buffer`
-decides which records the buffer keeps after an update (the caller persists it, as the Delta ``replay`` table).
+decides which records the buffer keeps after an update. In a scheduled update the :class:`Replay` strategy owns
+all three through its update hooks: it reads its buffer (the Delta ``replay`` table) and weighs its tasks in
+``before_update`` and refills the buffer in ``after_update``.
 """
 
 from __future__ import annotations
@@ -16,20 +18,31 @@ import pyarrow as pa
 
 from clm_lib.errors import TrainingError
 from clm_lib.training.data import Batch, EpochSampler, Example
-from clm_lib.training.strategies import Strategy, register_strategy
+from clm_lib.training.strategies import register_strategy
+from clm_lib.training.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
-    from clm_lib.training.loop import TrainContext
+    from clm_lib.training.context import TrainContext, TrainResult, UpdateContext
     from clm_lib.training.strategy_config import ReplayConfig
 
+BUFFER_TABLE = "replay"
+"""The Delta table that holds the buffer between updates."""
 
-@register_strategy("replay")
+
 class Replay(Strategy):
     """Replace a share of every batch with examples from the replay buffer, weighted per task.
 
     Parameters: ``training.replay`` (:class:`~clm_lib.training.strategy_config.ReplayConfig`; ``mix_ratio``,
-    ``task_weights`` and ``max_mix_ratio`` act here, ``buffer_size`` and ``policy`` in :func:`select_buffer`).
+    ``task_weights`` and ``max_mix_ratio`` act while training, ``dynamic`` and its ``sensitivity``/``min_weight``/
+    ``max_weight`` in ``before_update``, ``buffer_size`` and ``policy`` in ``after_update`` via
+    :func:`select_buffer`).
+
+    Between updates (``run_update``) it owns its state: ``before_update`` reads the newest buffer and, with
+    ``dynamic``, adds the weights :func:`replay_weights` draws from the last evaluation to the configured ones
+    (a weight set by hand wins); ``after_update`` refills the buffer from it and the update's new rows and
+    returns the versions read and written, the buffer's composition after the refill and where the weights came
+    from. The user's config is never changed.
 
     Task ``t`` with ``n_t`` buffered examples and weight ``w_t`` gets the share ``n_t w_t / sum(n w)`` of the
     replayed examples, and the batch share taken from the buffer is ``mix_ratio * sum(n w) / sum(n)`` (capped at
@@ -49,6 +62,8 @@ class Replay(Strategy):
         task_weights: Mapping[str, float] | None = None,
         max_mix_ratio: float = 0.8,
         policy: str = "task_balanced",
+        buffer_size: int = 2000,
+        dynamic: ReplayConfig | None = None,
     ) -> None:
         if not 0.0 <= mix_ratio < 1.0:
             raise ValueError(f"mix_ratio must be in [0, 1), got {mix_ratio}")
@@ -57,8 +72,17 @@ class Replay(Strategy):
         self.mix_ratio = mix_ratio
         self.seed = seed
         self.task_weights = dict(task_weights or {})
+        """The weights this run trains with: the configured ones, plus dynamic ones after ``before_update``."""
+        self._configured_weights = dict(self.task_weights)
         self.max_mix_ratio = max_mix_ratio
         self.policy = policy
+        self.buffer_size = buffer_size
+        self.dynamic = dynamic
+        """Settings of the dynamic weights (``training.replay``), or ``None`` to keep the configured weights."""
+        self.buffer: pa.Table | None = None
+        """The buffer ``before_update`` read (``None`` when the caller hands the buffer to the recipe itself)."""
+        self.buffer_version: int | None = None
+        self.weights_from = "configured"
         self.effective_ratio = mix_ratio
         self._tasks: list[str] = []
         self._pools: list[list[Example]] = []
@@ -72,7 +96,15 @@ class Replay(Strategy):
         r = cfg.training.replay
         if not r.enabled:
             return None
-        return cls(r.mix_ratio, cfg.training.seed, r.task_weights, r.max_mix_ratio, r.policy)
+        return cls(
+            r.mix_ratio,
+            cfg.training.seed,
+            r.task_weights,
+            r.max_mix_ratio,
+            r.policy,
+            buffer_size=r.buffer_size,
+            dynamic=r if r.dynamic else None,
+        )
 
     def params(self) -> dict[str, Any]:
         replayed = sum(self._drawn)
@@ -89,6 +121,64 @@ class Replay(Strategy):
 
     def _weight(self, task: str) -> float:
         return float(self.task_weights.get(task, 1.0))
+
+    # --- between updates: the buffer and the weights --------------------------------------------------------------
+
+    def before_update(self, update: UpdateContext) -> None:
+        from clm_lib.data import lake
+
+        if BUFFER_TABLE in update.pinned_versions:
+            # A retry: the killed try may have refilled the buffer already; train on what it trained on.
+            self.buffer_version = update.pinned_versions[BUFFER_TABLE]
+        else:
+            self.buffer_version = lake.table_version(update.cfg, BUFFER_TABLE)
+        if self.buffer_version is None:
+            self.buffer = lake.SCHEMAS[BUFFER_TABLE].empty_table()
+        else:
+            self.buffer = lake.read_table(update.cfg, BUFFER_TABLE, version=self.buffer_version)
+        update.data[BUFFER_TABLE] = self.buffer
+        update.read_versions[BUFFER_TABLE] = self.buffer_version
+        dynamic, self.weights_from = self._dynamic_weights(update.cfg)
+        self.task_weights = {**dynamic, **self._configured_weights}
+
+    def _dynamic_weights(self, cfg: ClmConfig) -> tuple[dict[str, float], str]:
+        """Weights from the last evaluation, and where they came from.
+
+        The last evaluation's matrix holds the scores of the model it evaluated and of that model's parent: a
+        task that fell between the two gets more replay now.
+        """
+        if self.dynamic is None:
+            return {}, "configured (training.replay.dynamic is off)"
+        from sqlalchemy import select
+
+        from clm_lib.db import session_scope
+        from clm_lib.db.models import Evaluation
+
+        with session_scope(cfg.database_url) as s:
+            last = s.scalars(select(Evaluation).order_by(Evaluation.id.desc())).first()
+            rows = [dict(zip(last.tasks, row, strict=True)) for row in last.matrix[-2:]] if last else []
+            source = f"evaluation {last.id} of training run {last.training_run_id}" if last else ""
+        if len(rows) < 2:
+            return {}, "configured (no evaluation compares two models yet)"
+        by_hand = " (training.replay.task_weights wins where set)" if self._configured_weights else ""
+        return replay_weights(rows[0], rows[1], self.dynamic), f"score changes at {source}{by_hand}"
+
+    def after_update(self, update: UpdateContext, result: TrainResult) -> dict[str, Any]:
+        from clm_lib.data import lake
+
+        if self.buffer is None:
+            raise TrainingError("replay: after_update without before_update, there is no buffer to refill")
+        refilled = select_buffer(self.buffer, update.new, self.buffer_size, self.seed, self.policy)
+        written = lake.overwrite(update.cfg, BUFFER_TABLE, refilled)
+        after: dict[str, int] = {}
+        for task in refilled.column("task").to_pylist():
+            after[task] = after.get(task, 0) + 1
+        return {
+            "buffer_version": self.buffer_version,
+            "buffer_version_written": written,
+            "buffer_tasks_after": after,
+            "weights_from": self.weights_from,
+        }
 
     def before_training(self, ctx: TrainContext) -> None:
         by_task: dict[str, list[Example]] = {}
@@ -227,3 +317,6 @@ def select_buffer(
         quotas = _quotas({t: len(rows) for t, rows in by_task.items()}, size)
         picked = [row for task, rows in by_task.items() for _k, row in sorted(rows)[: quotas[task]]]
     return combined.take(pa.array(picked, pa.int64()))
+
+
+register_strategy(name="replay", strategy_cls=Replay)

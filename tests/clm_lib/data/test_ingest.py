@@ -1,4 +1,5 @@
 import json
+import os
 import time
 from collections import Counter
 
@@ -232,3 +233,73 @@ def test_100k_lines_ingest_in_seconds(lake_cfg, record, write_jsonl, capsys):
     with capsys.disabled():
         print(f"\n100k-line JSONL ingest: {elapsed:.2f} s ({result.rows_curated} curated)")
     assert result.rows_curated == 100_000 and result.rows_duplicate == 0
+
+
+def test_a_file_that_crashes_twice_is_set_aside_and_later_files_go_on(lake_cfg, record, write_jsonl, monkeypatch):
+    landing = lake_cfg.landing_dir
+    write_jsonl(landing / "1-poison.jsonl", [record(1)])
+    write_jsonl(landing / "2-next.jsonl", [record(2)])
+    os.utime(landing / "1-poison.jsonl", (1, 1))  # oldest: ingested first
+    real_read_text = ingest.read_text
+
+    def out_of_memory(data, fmt, **kw):
+        if kw.get("name") == "1-poison.jsonl":
+            raise MemoryError()
+        return real_read_text(data, fmt, **kw)
+
+    monkeypatch.setattr(ingest, "read_text", out_of_memory)
+    with pytest.raises(MemoryError):  # the first crash may be the lake or the database: the run stops
+        ingest_landing(lake_cfg)
+    assert (landing / "1-poison.jsonl").exists() and (landing / "2-next.jsonl").exists()
+
+    results = ingest_landing(lake_cfg)  # the second crash on the same file sets it aside
+    assert [(os.path.basename(r.source), r.status) for r in results] == [
+        ("1-poison.jsonl", "failed"), ("2-next.jsonl", "committed"),
+    ]
+    assert "ingestion failed 2 times" in results[0].error and "MemoryError" in results[0].error
+    assert "MemoryError" in (landing / "failed" / "1-poison.jsonl.error.txt").read_text()
+    assert (landing / "processed" / "2-next.jsonl").exists()
+    with session_scope(lake_cfg.database_url) as s:
+        poison = s.scalars(select(IngestionBatch).where(IngestionBatch.source.endswith("1-poison.jsonl"))).one()
+        assert poison.status == "gave_up"
+        assert [n.split(" at ")[0].split(":")[0] for n in poison.notes] == [
+            "attempt 1 started", "attempt 1 failed", "attempt 2 started", "attempt 2 failed",
+        ]
+        assert s.scalars(select(AuditEntry).where(AuditEntry.action == "ingest_gave_up")).one()
+
+    # Fixed and dropped again on purpose: attempts start afresh and the file is ingested.
+    monkeypatch.setattr(ingest, "read_text", real_read_text)
+    (landing / "failed" / "1-poison.jsonl").rename(landing / "1-poison.jsonl")
+    again = ingest_landing(lake_cfg)
+    assert [(r.status, r.rows_curated) for r in again] == [("committed", 1)]
+
+
+def test_a_batch_left_running_by_a_killed_process_is_retried_and_says_so(lake_cfg, mixed_file):
+    first = ingest_file(lake_cfg, mixed_file)
+    with session_scope(lake_cfg.database_url) as s:  # as a SIGKILL after the Delta writes would leave it
+        s.get(IngestionBatch, first.batch_id).status = "running"
+    retried = ingest_file(lake_cfg, mixed_file)
+    assert (retried.status, retried.rows_curated, retried.rows_duplicate) == ("committed", 4, 1)
+    assert retried.notes[0].startswith("attempt 1 interrupted: the process ended before finishing it")
+    assert lake.read_table(lake_cfg, "curated").num_rows == 4
+
+
+def test_a_latin1_csv_is_quarantined_with_its_encoding_named_or_read_with_auto(make_cfg):
+    text = ("task,prompt,response\nrouters,My router drops every evening,Update the firmware\n"
+            "billing,La facture est erronée à nouveau,Nous avons remboursé le trop-perçu\n")
+    strict = make_cfg()
+    (strict.landing_dir / "latin.csv").write_bytes(text.encode("cp1252"))
+    result = ingest_file(strict, strict.landing_dir / "latin.csv")
+    assert (result.rows_curated, result.quarantine_reasons) == (1, {"bad_encoding": 1})
+    assert "it looks like cp1252" in result.notes[0]
+    detail = lake.read_table(strict, "quarantine")["detail"][0].as_py()
+    assert "re-save it as UTF-8 or set data.encoding: cp1252" in detail
+
+    auto = make_cfg(encoding="auto")
+    (auto.landing_dir / "latin-2.csv").write_bytes(text.encode("cp1252"))
+    result = ingest_file(auto, auto.landing_dir / "latin-2.csv")
+    assert (result.rows_curated, result.rows_quarantined) == (1, 0)  # the other is a duplicate of the first run
+    assert "read as cp1252" in result.notes[0]
+    with session_scope(auto.database_url) as s:
+        assert "read as cp1252" in s.get(IngestionBatch, result.batch_id).notes[0]
+    assert "La facture est erronée à nouveau" in lake.read_table(auto, "curated")["prompt"].to_pylist()

@@ -1,10 +1,12 @@
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clm_lib.data.readers import read_csv, read_file, read_jsonl, read_parquet
+from clm_lib.data.landing import FileRefused
+from clm_lib.data.readers import Limits, read_csv, read_file, read_jsonl, read_parquet, read_text
 from clm_lib.errors import IngestError
 
 
@@ -127,3 +129,71 @@ def test_read_file_dispatches_by_extension(tmp_path):
         read_file(tmp_path / "a.txt")
     with pytest.raises(IngestError, match="cannot read"):
         read_file(tmp_path / "missing.csv")
+
+
+def test_parquet_compression_bomb_is_refused_after_one_batch(tmp_path):
+    """One long prompt repeated: the footer declares kilobytes (dictionary-encoded), Arrow decodes megabytes."""
+    path = tmp_path / "bomb.parquet"
+    n, long = 20_000, "x" * 2_000
+    pq.write_table(pa.table({"task": ["routers"] * n, "prompt": [long] * n, "response": ["ok"] * n}), path,
+                   row_group_size=1_000)
+    meta = pq.ParquetFile(path).metadata
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    cap = 1_000_000
+    assert declared < cap < n * len(long)  # only the running count can catch it
+    with pytest.raises(FileRefused, match=r"data.max_decoded_bytes \(1000000\)") as refused:
+        read_parquet(path, Limits(max_decoded_bytes=cap), "bomb.parquet")
+    assert refused.value.reason == "decoded_too_large"
+    decoded_rows = int(re.search(r"in its first (\d+) records", refused.value.detail).group(1))
+    assert decoded_rows < n and "after reading only part of it" in refused.value.detail
+    # Under the cap the same file reads whole, batch by batch, in order.
+    whole = read_parquet(path, Limits(max_decoded_bytes=10 * n * len(long)))
+    assert whole.table.num_rows == n and whole.table["line"].to_pylist()[-1] == n
+
+
+def test_parquet_row_cap_uses_the_footer_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"task": ["a"] * 10, "prompt": ["p"] * 10, "response": ["r"] * 10}), path)
+
+    def never(*_a, **_kw):
+        raise AssertionError("decoded although the footer already says it is too big")
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", never)
+    with pytest.raises(FileRefused, match=r"data.max_rows_per_file \(9\)") as refused:
+        read_parquet(path, Limits(max_rows=9))
+    assert refused.value.reason == "too_many_rows"
+
+
+def test_parquet_reads_from_an_open_file(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"task": ["routers"], "prompt": ["p"], "response": ["r"]}), path)
+    with path.open("rb") as fh:
+        assert rows(read_parquet(fh, name="t.parquet"))[0]["prompt"] == "p"
+
+
+LATIN = "task,prompt,response\nrouters,Plain ASCII prompt,Fine\nrouters,Le routeur coupe à côté,Mettez à jour\n"
+
+
+def test_a_latin1_csv_names_its_encoding_or_is_read_with_it():
+    data = LATIN.encode("cp1252")
+    strict = read_text(data, "csv")
+    got = rows(strict)
+    assert [r["problem"] for r in got] == [None, "bad_encoding"]
+    assert "0xe0" in got[1]["detail"] and "it looks like cp1252" in got[1]["detail"]
+    assert "set data.encoding: cp1252" in strict.notes[0]
+
+    auto = read_text(data, "csv", encoding="auto")
+    assert [r["problem"] for r in rows(auto)] == [None, None]
+    assert rows(auto)[1]["prompt"] == "Le routeur coupe à côté" and "read as cp1252" in auto.notes[0]
+    explicit = read_text(data, "csv", encoding="latin-1")
+    assert rows(explicit)[1]["response"] == "Mettez à jour" and explicit.notes[0] == "read as latin-1 (data.encoding)"
+
+
+def test_a_latin1_jsonl_and_a_utf16_csv_under_auto():
+    line = json.dumps({"task": "billing", "prompt": "Facture erronée", "response": "Remboursé"}, ensure_ascii=False)
+    jsonl = read_text(line.encode("cp1252") + b"\n", "jsonl", encoding="auto")
+    assert rows(jsonl)[0]["prompt"] == "Facture erronée" and rows(jsonl)[0]["problem"] is None
+    strict = read_text(line.encode("cp1252") + b"\n", "jsonl")
+    assert rows(strict)[0]["problem"] == "bad_encoding" and "looks like cp1252" in rows(strict)[0]["detail"]
+    utf16 = read_text(LATIN.encode("utf-16"), "csv", encoding="auto")
+    assert rows(utf16)[1]["prompt"] == "Le routeur coupe à côté"

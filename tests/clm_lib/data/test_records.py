@@ -29,6 +29,11 @@ def test_id_ignores_unicode_composition_and_line_break_style():
     assert composed == decomposed
 
 
+def test_normalise_composes_accents():
+    # Curated text is what the model trains on; serving clients send composed (NFC) text.
+    assert normalise(pa.array(["Cafe\u0301", None, "plain"])).to_pylist() == ["Caf\u00e9", None, "plain"]
+
+
 def test_id_keeps_field_boundaries_and_nulls_apart():
     assert record_id("ab", "c", "d") != record_id("a", "bc", "d")
     assert record_id("a", "", "d") != record_id("a", None, "d")

@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from clm_lib import audit
 from clm_lib.db import get_engine, session_scope, upgrade
 from clm_lib.db.models import AuditEntry, Base
 
@@ -19,8 +20,8 @@ def test_migrations_match_models(db_url):
 def test_upgrade_is_idempotent_and_round_trips(db_url):
     upgrade(db_url)
     with session_scope(db_url) as s:
-        s.add(AuditEntry(actor="tester", action="alias.champion", target="m@champion", to_value="1",
-                         details={"why": ["json", "survives"]}))
+        audit.record(s, actor="tester", action="alias.champion", target="m@champion", to_value="1",
+                     details={"why": ["json", "survives"]})
     with session_scope(db_url) as s:
         entry = s.query(AuditEntry).one()
         assert entry.details == {"why": ["json", "survives"]}

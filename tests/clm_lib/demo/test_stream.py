@@ -13,10 +13,10 @@ from clm_lib.demo.stream import (
     TASKS,
     generate_task,
     intents,
-    support_corpus,
     write_demo_drops,
     write_records,
 )
+from clm_lib.modeling.corpus import support_corpus
 
 
 def _words(records):

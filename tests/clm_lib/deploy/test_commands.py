@@ -3,6 +3,7 @@ database. Serving is out of the picture (``deploy.strategy: alias``) except wher
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,6 @@ def env(tmp_path, sqlite_url, mlflow_uri) -> dict[str, str]:
         "CLM_DATABASE_URL": sqlite_url,
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "CLM__DEPLOY__STRATEGY": "alias",
-        "CLM_ACTOR": "cli:tester",
     }
 
 
@@ -50,8 +50,8 @@ def test_rollback_without_a_previous_version_says_to_name_one(env, cfg, register
     result = _run(env, "rollback", "--reason", "bad answers")
 
     assert result.exit_code == 2
-    assert result.stderr.startswith("clm: error: no previous version to roll back to: clm-assistant@previous is")
-    assert "name a version with --to VERSION" in result.stderr and "Traceback" not in result.output
+    assert result.stderr.startswith("clm: error: no previous version to roll back to: version 1 is the first champion")
+    assert "with --to VERSION" in result.stderr and "Traceback" not in result.output
 
 
 def test_promote_rollback_and_the_history(env, cfg, register_version):
@@ -72,7 +72,23 @@ def test_promote_rollback_and_the_history(env, cfg, register_version):
         ["promotion", "1", "->", "2", "promoted"],
         ["promotion", "-", "->", "1", "promoted"],
     ]
-    assert "cli:tester" in listing[0]
+    assert f"cli:{getpass.getuser()}" in listing[0] and listing[0].endswith("[v2 rolled back by rollback #3]")
+
+
+def test_reconcile_sets_the_aliases_a_hand_moved_back_from_the_history(env, cfg, register_version):
+    from clm_lib.registry.aliases import CHAMPION
+    from clm_lib.registry.mlflow_registry import alias_version, client
+
+    for _ in range(2):
+        register_version(cfg)
+        _run(env, "promote")
+    client(cfg).set_registered_model_alias(cfg.registry.model_name, CHAMPION, "1")  # behind clm's back
+
+    result = _run(env, "rollback", "--reconcile")
+
+    assert (result.exit_code, result.stdout) == (0, "champion: 1 -> 2\n")
+    assert alias_version(cfg, CHAMPION) == "2"
+    assert _run(env, "rollback", "--reconcile").stdout == "MLflow's aliases already match clm's history\n"
 
 
 def test_promote_exits_1_when_the_gate_says_no(env, cfg, register_version):

@@ -10,7 +10,8 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry, Evaluation, GateDecision, TrainingRun
 from clm_lib.deploy.promotion import promote
 from clm_lib.errors import RegistryError
-from clm_lib.registry.mlflow_registry import CHALLENGER, CHAMPION, alias_version, client, move_alias
+from clm_lib.registry.aliases import CHALLENGER, CHAMPION
+from clm_lib.registry.mlflow_registry import alias_version, client, move_alias
 
 
 class _Echo(mlflow.pyfunc.PythonModel):

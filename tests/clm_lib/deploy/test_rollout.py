@@ -12,11 +12,11 @@ from sqlalchemy import select
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry, Deployment, DeploymentEvent
 from clm_lib.deploy import history
-from clm_lib.deploy.promotion import PREVIOUS
 from clm_lib.deploy.rollback import rollback
 from clm_lib.deploy.rollout import rollout
 from clm_lib.errors import DeployBusyError, DeployError
-from clm_lib.registry.mlflow_registry import CHALLENGER, CHAMPION, alias_version, client
+from clm_lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS
+from clm_lib.registry.mlflow_registry import alias_version, client
 
 from .conftest import make_cfg
 from .fakes import Behaviour, FakeBackend, FakeGolden

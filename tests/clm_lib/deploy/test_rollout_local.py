@@ -19,7 +19,8 @@ from clm_lib.db.models import Evaluation, TrainingRun
 from clm_lib.deploy.golden import GoldenSet
 from clm_lib.deploy.rollback import rollback
 from clm_lib.deploy.rollout import rollout
-from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+from clm_lib.registry.aliases import CHAMPION
+from clm_lib.registry.mlflow_registry import alias_version
 
 pytestmark = pytest.mark.slow
 

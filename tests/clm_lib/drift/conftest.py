@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from clm_lib.demo.stream import generate_task
-from clm_lib.drift import TextWindow
+from clm_lib.drift.window import TextWindow
 
 TASKS = ("routers", "billing", "thermostats")
 

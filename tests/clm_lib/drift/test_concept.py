@@ -1,7 +1,8 @@
 import numpy as np
 
-from clm_lib.drift import DriftContext, Status, TextWindow
+from clm_lib.drift import DriftContext, Status
 from clm_lib.drift.concept import Concept
+from clm_lib.drift.window import TextWindow
 
 EVAL = {"routers": (90.0, 200), "billing": (90.0, 200), "thermostats": (90.0, 200)}
 

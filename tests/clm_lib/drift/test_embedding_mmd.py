@@ -2,10 +2,11 @@
 
 import pytest
 
-from clm_lib.drift import DriftContext, Status, TextWindow
+from clm_lib.drift import DriftContext, Status
 from clm_lib.drift.config import EmbeddingMMDSettings
 from clm_lib.drift.embedding_mmd import EmbeddingMMD
 from clm_lib.drift.representation import get_representation
+from clm_lib.drift.window import TextWindow
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ import pytest
 
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry, DriftReport, TrainingRun
-from clm_lib.drift import Status, TextWindow, register_detector
+from clm_lib.drift import Status, register_detector
 from clm_lib.drift.config import DriftConfig
 from clm_lib.drift.monitor import last_triggered, link_training_run, reports, run_drift_check
+from clm_lib.drift.window import TextWindow
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 FAST = ["text_stats", "task_mix"]
@@ -61,17 +62,15 @@ def test_bad_input_is_stored_as_insufficient_never_as_no_drift(db_cfg, reference
         assert all(r.drift is None for r in rows)
 
 
-def test_a_failing_detector_is_reported_and_the_others_still_run(db_cfg, reference, same, monkeypatch):
-    import clm_lib.drift
-    from clm_lib.drift import Detector
+def test_a_failing_detector_is_reported_and_the_others_still_run(db_cfg, reference, same, request):
+    from clm_lib.drift import DETECTORS, Detector
 
-    monkeypatch.setattr(clm_lib.drift, "_REGISTRY", dict(clm_lib.drift._REGISTRY))  # unregistered afterwards
-
-    @register_detector("test_broken")
     class Broken(Detector):
         def _check(self, reference, current, context):
             raise RuntimeError("boom")
 
+    register_detector(name="test_broken", detector_cls=Broken)
+    request.addfinalizer(lambda: DETECTORS.unregister("test_broken"))
     decision = run_drift_check(db_cfg, reference=reference, current=same, settings=DriftConfig(),
                                detectors=["test_broken", "task_mix"])
     by_name = {r.detector: r for r in decision.results}

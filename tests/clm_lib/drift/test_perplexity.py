@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from clm_lib.drift import DriftContext, Status, TextWindow
+from clm_lib.drift import DriftContext, Status
 from clm_lib.drift.config import PerplexitySettings
 from clm_lib.drift.perplexity import Perplexity, nll_fn_from_model
+from clm_lib.drift.window import TextWindow
 
 
 @pytest.fixture(scope="module")

@@ -53,8 +53,8 @@ def test_no_champion_gives_an_empty_context(cfg, mlflow_uri):
 def test_exact_match_scores_one_value_per_row(tiny_cfg, tiny_base):
     import numpy as np
 
-    from clm_lib.drift import TextWindow
     from clm_lib.drift.sources import exact_match_fn
+    from clm_lib.drift.window import TextWindow
     from clm_lib.modeling.load import load_model
 
     model, tokenizer = load_model(tiny_base)

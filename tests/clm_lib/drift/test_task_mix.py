@@ -1,6 +1,7 @@
-from clm_lib.drift import Status, TextWindow
+from clm_lib.drift import Status
 from clm_lib.drift.config import TaskMixSettings
 from clm_lib.drift.task_mix import TaskMix
+from clm_lib.drift.window import TextWindow
 
 
 def test_quiet_on_same_mix(reference, same):

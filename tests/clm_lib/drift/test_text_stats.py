@@ -1,8 +1,9 @@
 import math
 
-from clm_lib.drift import Status, TextWindow
+from clm_lib.drift import Status
 from clm_lib.drift.config import TextStatsSettings
 from clm_lib.drift.text_stats import TextStats, words
+from clm_lib.drift.window import TextWindow
 
 
 def test_words_fold_case_and_digits():

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from clm_lib.drift import TextWindow
+from clm_lib.drift.window import TextWindow
 
 
 def test_unusable_values_become_none_and_are_counted():

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import torch
 
 from clm_lib.config import load_config
 from clm_lib.demo.stream import generate_task
-from clm_lib.evaluation.metrics import eval_subset, generate, score_examples, score_tasks
-from clm_lib.training.data import encode_prompts, special_ids
+from clm_lib.evaluation.metrics import eval_subset, score_examples, score_tasks
+from clm_lib.modeling.generate import complete
 
 TINY = Path(__file__).resolve().parents[3] / "include" / "tiny.yaml"
 
@@ -43,17 +42,9 @@ def trained(tmp_path_factory, tiny_base):
 
 
 def _greedy(model, tok, prompt: str, max_new_tokens: int = 40) -> str | None:
-    """The greedy answer from model.generate, or None when it did not end with EOS."""
-    _, eos, pad = special_ids(tok)
-    (ids,) = encode_prompts(tok, [prompt], 96)
-    out = model.generate(
-        input_ids=torch.tensor([ids]),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=pad,
-        eos_token_id=eos,
-    )[0, len(ids) :].tolist()
-    return tok.decode(out[: out.index(eos)]).strip() if eos in out else None
+    """The greedy answer, generated alone, or None when it did not end with EOS."""
+    (done,) = complete(model, tok, [prompt], max_new_tokens=max_new_tokens)
+    return done.text if done.finish_reason == "stop" else None
 
 
 def test_teacher_forced_exact_match_equals_greedy_generation(trained):
@@ -81,16 +72,6 @@ def test_score_tasks_reports_per_task_scores(trained):
     assert scores["thermostats"].accuracy == 0.0
     for s in scores.values():
         assert 0 <= s.accuracy <= s.token_accuracy <= 100
-
-
-def test_generate_matches_model_generate_in_a_padded_batch(trained):
-    model, tok = trained
-    prompts = [r["prompt"] for r in _records("routers", 5, seed=3).to_pylist()]
-    prompts.append("Short one?")
-    answers = generate(model, tok, prompts, max_new_tokens=40, batch_size=4)
-    singles = [_greedy(model, tok, p) for p in prompts]
-    assert [a for a, s in zip(answers, singles, strict=True) if s is not None] == [s for s in singles if s is not None]
-    assert any(a.startswith("team:") for a in answers)
 
 
 def test_eval_subset_is_stable_as_data_grows():

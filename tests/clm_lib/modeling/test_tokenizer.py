@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from clm_lib.demo.stream import support_corpus
+from clm_lib.modeling.corpus import support_corpus
 from clm_lib.modeling.tokenizer import BOS, EOS, PAD, train_tokenizer
 
 TEXTS = [

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from clm_lib.demo.stream import generate_task
-from clm_lib.evaluation.metrics import generate
+from clm_lib.modeling.generate import generate
 from clm_lib.modeling.task_adapters import adapter_name, routing_of
 from clm_lib.registry.pyfunc import ClmModel, _prompts
 from clm_lib.training.recipe import train_update

@@ -16,11 +16,11 @@ import pytest
 
 from clm_lib.config import load_config
 from clm_lib.db import upgrade
+from clm_lib.deploy.plan import Record, plan_rollback
 from clm_lib.deploy.rollback import rollback
 from clm_lib.deploy.rollout import rollout
+from clm_lib.deploy.state import rollback_option
 from clm_lib.reporting import build_serving
-from clm_lib.reporting.overview import RegistryState
-from clm_lib.reporting.serving import rollback_option
 from tests.clm_lib.deploy.fakes import FakeBackend
 
 from .serving_history import FAST_DEPLOY, promote_two_then_reject_one, serving_ports_env
@@ -118,9 +118,14 @@ def test_a_manual_rollback_shows_who_why_and_the_switch_time(db_url, cfg_on, reg
     assert f.warm is result.warm is False and f.switch_ms == pytest.approx(result.switch_ms)
     assert page.history[0].id == f.id and page.history[0].switch_ms == pytest.approx(result.switch_ms)
     assert [s.step for s in page.current.steps] == ["switch", "aliases"]
-    assert page.aliases["champion"] == h.v1 and page.aliases["previous"] == h.v2
-    # v2 is now the default target; nothing else ever served as champion.
-    assert [(t.version, t.label) for t in page.rollback.targets] == [(None, f"v{h.v2} (previous champion)")]
+    assert page.aliases["champion"] == h.v1 and page.aliases["previous"] is None
+    # v2 was just rolled back: no default target; it may still be named, and says what happened to it.
+    assert page.rollback.possible and page.rollback.why_not.startswith("No previous version to roll back to: every")
+    [target] = page.rollback.targets
+    assert target.version == h.v2 and target.label.endswith(f"; rolled back by rollback #{result.deployment_id})")
+    assert page.marks == {h.v2: f"rolled back by rollback #{result.deployment_id}",
+                          h.v3: "rejected by the canary (promotion #3)"}  # fmt: skip
+    assert page.history[0].marks == {h.v2: f"rolled back by rollback #{result.deployment_id}"}
 
 
 def test_a_promotion_under_way_is_the_current_deployment_and_the_rollback_ends_it(sqlite_url, cfg_on, register_version):
@@ -156,17 +161,72 @@ def test_without_a_previous_version_the_button_says_why(sqlite_url, cfg_on, regi
     assert page.rollback.why_not.startswith(f"No previous version: v{v1} is the first champion")
 
 
-def test_other_former_champions_are_offered_as_named_targets():
-    registry = RegistryState("ok", "", "sqlite:///x", aliases_by_version={"3": ["champion"], "2": ["previous"]})
-    aliases = {"champion": "3", "previous": "2", "challenger": None}
-    former = [("3", None, 9), ("2", None, 7), ("1", None, 2)]
+def test_the_button_offers_what_plan_rollback_decides_and_never_a_rejected_version():
+    aliases = {"champion": "3", "previous": "2", "challenger": "4"}
+    records = [
+        Record(1, "promotion", "1", None, "promoted"), Record(2, "promotion", "2", "1", "promoted"),
+        Record(3, "promotion", "3", "2", "promoted"), Record(4, "promotion", "4", "3", "rolled_back"),
+    ]  # fmt: skip
 
-    option = rollback_option(registry, aliases, None, former)
+    option = rollback_option("ok", aliases, records)
 
-    assert [t.version for t in option.targets] == [None, "1"]
-    assert option.targets[1].label == "v1 (champion since earlier, deployment #2)"
-    unreachable = RegistryState("unreachable", "down", "http://mlflow")
-    assert not rollback_option(unreachable, aliases, None, former).possible
+    assert option.possible and [t.version for t in option.targets] == [None, "1"]  # never 4
+    assert option.targets[0].label == plan_rollback(records, "3").reason == "v2 (previous champion)"
+    assert option.targets[1].label == "v1 (champion since earlier, deployment #1)"
+    assert rollback_option("unreachable", aliases, records).possible  # clm's history alone decides
+    assert not rollback_option("unreachable", dict.fromkeys(aliases), []).possible
+
+
+def test_the_rest_payload_is_the_pages_reading(db_url, cfg_on, register_version):
+    from clm_lib.deploy.state import serving_state
+
+    cfg = cfg_on(db_url)
+    h = promote_two_then_reject_one(cfg, register_version)
+
+    state = serving_state(cfg, backend=h.backend)
+    page = build_serving(cfg, backend=h.backend)
+
+    assert state["aliases"] == page.aliases == {"champion": h.v2, "previous": h.v1, "challenger": h.v3}
+    assert state["rollback"]["targets"] == [{"version": None, "label": f"v{h.v1} (previous champion)"}]
+    assert state["marks"] == {h.v3: "rejected by the canary (promotion #3)"}
+    assert state["weights"] == h.backend.weights() and state["active_deployment"] is None
+    assert {s["version"]: s["role"] for s in state["slots"].values()} == {h.v2: "live", h.v3: "idle"}
+    json.dumps(state)  # JSON-ready as it is
+
+
+def test_the_rest_payload_keeps_its_keys_and_reads_a_promotion_under_way(sqlite_url, cfg_on, register_version):
+    from clm_lib.deploy.rollout import deploy, start
+    from clm_lib.deploy.state import serving_state
+
+    cfg = cfg_on(sqlite_url)
+    be = FakeBackend()
+    v1 = register_version(cfg)
+    rollout(cfg, backend=be, golden=None)
+    v2 = register_version(cfg)
+    dep = start(cfg, actor="airflow:clm_promotion")
+    deploy(cfg, dep, backend=be)
+
+    state = serving_state(cfg, backend=be)
+
+    assert list(state) == ["model", "strategy", "aliases", "active_deployment", "slots", "weights", "serving_error",
+                           "router_problem", "database_problem", "rollback", "marks", "lock_holder"]  # fmt: skip
+    active = state["active_deployment"]
+    assert list(active) == ["id", "kind", "version", "from_version", "strategy", "status", "slot", "stable_slot",
+                            "actor", "reason", "outcome", "started_at", "finished_at", "switch_ms", "warm", "marks"]
+    assert (active["id"], active["version"], active["from_version"], active["status"]) == (dep, v2, v1, "deployed")
+    assert active["started_at"].endswith("+00:00") and active["finished_at"] is None
+    assert state["rollback"]["targets"][0]["label"] == f"end promotion #{dep} of v{v2}: v{v1} keeps all traffic"
+    assert state == serving_state(cfg, backend=be) and state["lock_holder"] is None
+
+
+def test_the_deploy_layer_reads_the_serving_state_without_the_screens():
+    import subprocess
+    import sys
+
+    code = ("import sys, clm_lib.deploy.state, clm_lib.deploy.rollback, clm_lib.deploy.rollout; "
+            "print(sorted(m for m in sys.modules if m.startswith('clm_lib.reporting')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", "clm_lib.deploy imports the reporting layer above it"
 
 
 def test_router_down_is_a_state_of_the_page(tmp_path, sqlite_url, mlflow_uri, clean_env):

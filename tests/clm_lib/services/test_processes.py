@@ -180,7 +180,12 @@ def test_plan_stack_serves_the_local_store_through_a_lean_mlflow(runtime_cfg):
     option = {mlflow.argv[i]: mlflow.argv[i + 1] for i in range(len(mlflow.argv) - 1)}
     assert (option["--workers"], option["--host"]) == ("1", "127.0.0.1")
     assert option["--default-artifact-root"] == str(runtime_cfg.home / "mlartifacts")
-    assert dict(mlflow.env) == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The store goes by environment: a command line is public in `ps`, and a PostgreSQL store URL has a password.
+    assert dict(mlflow.env) == {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_BACKEND_STORE_URI": stack.tracking_store,
+    }
+    assert "--backend-store-uri" not in mlflow.argv
     assert "--skip-serve-logs" in comps["scheduler"].argv and "--skip-serve-logs" in comps["triggerer"].argv
     assert not comps["scheduler"].term_group and comps["triggerer"].term_group
     default = processes.plan_stack(runtime_cfg)
@@ -224,3 +229,19 @@ def test_a_taken_port_is_refused_with_the_option_to_change_it(runtime_cfg):
 def test_memory_adds_up_rss_and_pss():
     rss, pss = processes.memory([psutil.Process()])
     assert rss > 10 * 2**20 and 0 < pss <= rss
+
+
+def test_stack_record_holds_no_password_yet_gives_it_back(runtime_cfg, monkeypatch):
+    store = "postgresql+psycopg2://mlflow:hunter2@db:5432/mlflow"
+    monkeypatch.setenv("CLM__REGISTRY__TRACKING_URI", store)
+    from clm_lib.config import load_config
+
+    cfg = load_config()
+    stack = processes.plan_stack(cfg)
+    assert stack.tracking_store == store
+    processes.save_stack(cfg, stack)
+    saved = (cfg.home / "run" / "stack.json").read_text()
+    assert "hunter2" not in saved and "postgresql+psycopg2://mlflow:***@db:5432/mlflow" in saved
+    assert processes.load_stack(cfg) == stack  # the real URL comes back from the config, not the file
+    monkeypatch.setenv("CLM__REGISTRY__TRACKING_URI", "postgresql+psycopg2://mlflow:hunter2@elsewhere/mlflow")
+    assert processes.load_stack(load_config()).tracking_store == "postgresql+psycopg2://mlflow:***@db:5432/mlflow"

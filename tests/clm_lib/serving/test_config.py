@@ -43,3 +43,26 @@ def test_the_local_backend_listens_on_loopback_only(tmp_path):
     cfg = load_config(environ={"CLM_HOME": str(tmp_path), "CLM__SERVING__HOST": "0.0.0.0"})
     with pytest.raises(ServingError, match="loopback only"):
         get_backend(cfg)
+
+
+@pytest.mark.parametrize(
+    ("setting", "host", "required"),
+    [
+        (None, "127.0.0.1", False),
+        (None, "localhost", False),
+        (None, "::1", False),
+        (None, "127.0.0.2", False),
+        (None, "0.0.0.0", True),
+        (None, "10.1.2.3", True),
+        (None, "slots.internal", True),
+        (True, "127.0.0.1", True),
+        (False, "0.0.0.0", False),
+    ],
+)
+def test_api_keys_are_required_unless_bound_to_loopback(tmp_path, setting, host, required):
+    env = {"CLM_HOME": str(tmp_path)}
+    if setting is not None:
+        env["CLM__SERVING__REQUIRE_API_KEY"] = str(setting).lower()
+    serving = load_config(environ=env).serving
+    assert serving.require_api_key is setting
+    assert serving.api_key_required(host) is required

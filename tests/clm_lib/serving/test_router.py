@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from clm_lib.serving.router import Router
 
@@ -160,3 +161,44 @@ def test_no_weighted_slot_answers_503(slots):
     with running(make_router(slots, {"blue": 0, "green": 0})) as url:
         r = httpx.post(f"{url}/v1/completions", json={})
         assert r.status_code == 503 and "all weights are 0" in r.json()["error"]["message"]
+
+
+def picky(name: str) -> FastAPI:
+    """A stand-in slot that answers a completion with the status its body asks for, and fails every feedback."""
+    app = stand_in(name)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        status = (await request.json()).get("status", 200)
+        return JSONResponse({"error": {"message": str(status)}} if status != 200 else {"ok": 1}, status_code=status)
+
+    @app.get("/v1/models")
+    async def models():
+        return JSONResponse({"error": {"message": "broken"}}, status_code=500)
+
+    return app
+
+
+def test_only_completions_answered_or_failed_by_the_slot_count_in_the_bake_window():
+    with running(picky("blue")) as blue, running(make_router({"blue": blue}, {"blue": 100, "green": 0})) as url:
+        since = time.time()
+        with httpx.Client() as c:
+            for status in (200, 200, 400, 401, 404, 413, 422, 429, 500, 503):
+                assert c.post(f"{url}/v1/chat/completions", json={"status": status}).status_code in (status, 502)
+            assert c.get(f"{url}/v1/models").status_code == 500
+        stats = httpx.get(f"{url}/router/stats", params={"slot": "blue", "since": since}).json()
+        metrics = httpx.get(f"{url}/metrics").text
+    # 200, 200, 500 and the 503 (unavailable; no healthy slot to retry on) are judged; 4xx and /v1/models are not.
+    assert (stats["requests"], stats["errors"]) == (4, 2)
+    assert 'clm_router_requests_total{code="400",slot="blue"} 1.0' in metrics, "Prometheus still sees every answer"
+
+
+def test_a_body_over_the_limit_is_refused_before_forwarding(slots):
+    router = Router(slots, {"blue": 100, "green": 0}, token=TOKEN, timeout_s=10, window_s=600, max_body_bytes=4096)
+    with running(router) as url:
+        big = httpx.post(f"{url}/v1/completions", content=b"x" * 5000, headers={"content-type": "application/json"})
+        assert big.status_code == 413 and "larger than 4096 bytes" in big.json()["error"]["message"]
+        weights = httpx.put(f"{url}/router/weights", content=b"{" + b" " * 5000 + b"}",
+                            headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+        assert weights.status_code == 413
+        assert httpx.post(f"{url}/v1/completions", json={}).status_code == 200

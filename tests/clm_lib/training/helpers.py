@@ -10,8 +10,9 @@ from peft import LoraConfig, get_peft_model
 
 from clm_lib.demo.stream import generate_task
 from clm_lib.modeling.load import load_model
+from clm_lib.training.context import TrainContext
 from clm_lib.training.data import encode_table
-from clm_lib.training.loop import TrainContext, make_optimizer
+from clm_lib.training.loop import make_optimizer
 from clm_lib.training.strategies import Strategy
 
 

@@ -9,7 +9,8 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 
 from clm_lib.errors import TrainingError
-from clm_lib.evaluation.metrics import generate, score_examples, score_tasks
+from clm_lib.evaluation.metrics import score_examples, score_tasks
+from clm_lib.modeling.generate import generate
 from clm_lib.modeling.load import load_model
 from clm_lib.modeling.task_adapters import MANIFEST, adapter_name, routing_of
 from clm_lib.training.adapters import remove_task_adapter

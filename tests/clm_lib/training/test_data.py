@@ -1,76 +1,8 @@
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
-import torch
 
-from clm_lib.demo.stream import support_corpus
-from clm_lib.errors import TrainingError
-from clm_lib.modeling.tokenizer import train_tokenizer
-from clm_lib.training.data import (
-    IGNORE_INDEX,
-    MIN_PROMPT_TOKENS,
-    EpochSampler,
-    check_table,
-    collate,
-    encode_pairs,
-    encode_prompts,
-    encode_table,
-)
-from clm_lib.training.formatting import format_response
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return train_tokenizer(support_corpus(500, 0), vocab_size=500)
-
-
-PROMPT = "Hi, my Aurora X2 router keeps dropping Wi-Fi every evening. Thanks!"
-ANSWER = "team: network | action: change wifi channel"
-
-
-def test_prompt_tokens_are_masked_and_response_tokens_labelled(tok):
-    ((ids, labels),) = encode_pairs(tok, [PROMPT], [ANSWER], max_length=200)
-    (prompt_ids,) = encode_prompts(tok, [PROMPT], 200)
-    answer_ids = tok.encode(format_response(ANSWER), add_special_tokens=False)
-    assert ids == prompt_ids + answer_ids + [tok.eos_token_id]
-    assert prompt_ids[0] == tok.bos_token_id
-    assert labels[: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
-    assert labels[len(prompt_ids) :] == [*answer_ids, tok.eos_token_id]
-    assert tok.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True).strip() == ANSWER
-
-
-def test_too_long_examples_lose_the_start_of_the_prompt_not_the_answer(tok):
-    long_prompt = "Lorem ipsum dolor. " * 40 + PROMPT
-    ((ids, labels),) = encode_pairs(tok, [long_prompt], [ANSWER], max_length=48)
-    assert len(ids) == 48
-    assert ids[0] == tok.bos_token_id
-    kept = tok.decode(ids[1 : labels.index(next(t for t in labels if t != IGNORE_INDEX))])
-    assert kept.endswith("Thanks!\nTriage:")
-    assert tok.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True).strip() == ANSWER
-    # An answer that cannot fit is cut, keeping a minimum of prompt.
-    ((ids, labels),) = encode_pairs(tok, [PROMPT], [ANSWER * 10], max_length=40)
-    assert len(ids) == 40 and labels.count(IGNORE_INDEX) == MIN_PROMPT_TOKENS
-
-
-def test_collate_pads_right_and_masks_padding(tok):
-    table = pa.table(
-        {"id": ["a", "b"], "task": ["routers"] * 2, "prompt": [PROMPT, "Short?"], "response": [ANSWER] * 2}
-    )
-    examples = encode_table(tok, table, 96, "new")
-    batch = collate(examples, pad_id=tok.pad_token_id)
-    short = len(examples[1].input_ids)
-    assert batch["input_ids"].shape == (2, len(examples[0].input_ids))
-    assert batch["attention_mask"][1, :short].all() and not batch["attention_mask"][1, short:].any()
-    assert (batch["labels"][1, short:] == IGNORE_INDEX).all()
-    assert (batch["input_ids"][1, short:] == tok.pad_token_id).all()
-    assert [e.row_id for e in examples] == ["a", "b"] and {e.source for e in examples} == {"new"}
-
-
-def test_check_table_names_missing_columns():
-    with pytest.raises(TrainingError, match=r"new_data lacks column.*response"):
-        check_table(pa.table({"id": ["a"], "task": ["t"], "prompt": ["p"]}), "new_data")
-    assert check_table(None, "replay_data").num_rows == 0
+from clm_lib.training.data import EpochSampler
 
 
 def test_epoch_sampler_visits_everything_once_per_epoch_and_resumes():
@@ -86,9 +18,3 @@ def test_epoch_sampler_visits_everything_once_per_epoch_and_resumes():
     assert a.take(12) == b.take(12)
     with pytest.raises(ValueError):
         EpochSampler(0, seed=0)
-
-
-def test_collate_is_on_the_requested_device(tok):
-    table = pa.table({"id": ["a"], "task": ["t"], "prompt": [PROMPT], "response": [ANSWER]})
-    batch = collate(encode_table(tok, table, 96, "new"), tok.pad_token_id, torch.device("cpu"))
-    assert all(t.device.type == "cpu" and t.dtype == torch.long for t in batch.values())

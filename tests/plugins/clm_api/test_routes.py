@@ -39,6 +39,26 @@ def registry(airflow_fab, tmp_path, mlflow_uri, monkeypatch):
     return cfg
 
 
+@pytest.fixture
+def two_champions(airflow_fab, tmp_path, mlflow_uri, monkeypatch, register_version):
+    """v1 then v2 promoted through the rollout (``alias`` strategy), like the UI tests' ``two_champions``: a rollback
+    only returns to a version that served as champion (issue #10)."""
+    from clm_lib.config import load_config
+    from clm_lib.db import upgrade
+    from clm_lib.deploy.rollout import rollout
+
+    monkeypatch.setenv("CLM_DATABASE_URL", f"sqlite:///{tmp_path / 'clm.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("CLM__DEPLOY__STRATEGY", "alias")
+    cfg = load_config()
+    upgrade(cfg.database_url)
+    for _ in range(2):
+        register_version(cfg)
+        assert rollout(cfg).status == "promoted"
+    assert _champion(cfg) == "2"
+    return cfg
+
+
 def _as(tokens, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[name]}"}
 
@@ -88,9 +108,11 @@ def test_no_previous_version_is_a_409_that_says_what_to_do(api, tokens, registry
 
 
 @pytest.mark.parametrize("user", ["otto", "ada"])
-def test_an_operator_or_admin_rolls_back_and_is_named_in_the_audit_log(api, tokens, registry, user):
+def test_an_operator_or_admin_rolls_back_and_is_named_in_the_audit_log(api, tokens, two_champions, user):
     from clm_lib import audit
     from clm_lib.db import session_scope
+
+    registry = two_champions
 
     response = api.post(f"{API}/rollback", json={"to_version": "1", "reason": "bad answers"}, headers=_as(tokens, user))
 
@@ -147,3 +169,15 @@ def test_a_rollback_while_a_promotion_step_holds_the_lock_is_a_409_busy(api, tok
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
 def test_no_schema_or_docs_page_answers_without_a_login(api, path):
     assert api.get(API + path).status_code == 404
+
+
+def test_a_viewer_verifies_the_audit_chain(api, tokens, registry):
+    from clm_lib import audit
+    from clm_lib.db import session_scope
+
+    assert api.get(f"{API}/audit/verify").status_code == 401
+    with session_scope(registry.database_url) as s:
+        audit.record(s, action="alias.champion", target="clm-assistant@champion", to_value="2")
+    body = api.get(f"{API}/audit/verify", headers=_as(tokens, "vic")).json()
+    assert (body["ok"], body["checked"], body["broken_id"]) == (True, 1, None)
+    assert api.get(f"{API}/audit/verify", headers=_as(tokens, "pat")).status_code == 403

@@ -11,7 +11,8 @@ from clm_lib.airflow.operators.promotion import CanaryOperator, DeployOperator, 
 from clm_lib.airflow.operators.rollback import RollbackOperator
 from clm_lib.db import session_scope
 from clm_lib.db.models import Deployment
-from clm_lib.registry.mlflow_registry import CHAMPION, alias_version
+from clm_lib.registry.aliases import CHAMPION
+from clm_lib.registry.mlflow_registry import alias_version
 
 
 @pytest.fixture

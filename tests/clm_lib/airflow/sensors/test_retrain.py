@@ -19,11 +19,12 @@ class _TI:
 
 
 def test_defers_to_the_trigger_when_nothing_is_pending(env_cfg):
-    sensor = RetrainTriggerSensor(task_id="wait", poke_interval=7)
+    sensor = RetrainTriggerSensor(task_id="wait", poke_interval=7, clm_conn_id="clm_staging")
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({"ti": _TI()})
     trigger = deferred.value.trigger
     assert isinstance(trigger, RetrainRequestTrigger) and trigger.poll_interval == 7
+    assert trigger.clm_conn_id == "clm_staging"  # the triggerer resolves the config the sensor did
     assert deferred.value.method_name == "execute_complete"
     assert datetime.fromisoformat(trigger.since) < datetime.now(UTC) - timedelta(hours=23)
 

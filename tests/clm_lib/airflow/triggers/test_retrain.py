@@ -18,13 +18,15 @@ def _first_event(trigger: RetrainRequestTrigger, timeout: float):
 
 
 def test_serialize_round_trips_through_the_import_path():
-    trigger = RetrainRequestTrigger(since="2026-11-24T12:00:00+00:00", poll_interval=5, config_path="/etc/clm.yaml")
+    trigger = RetrainRequestTrigger(since="2026-11-24T12:00:00+00:00", poll_interval=5, clm_conn_id="clm_prod",
+                                    config_path="/etc/clm.yaml")  # fmt: skip
     path, kwargs = trigger.serialize()
     module, _, name = path.rpartition(".")  # what the triggerer does with a stored trigger row
     again = getattr(importlib.import_module(module), name)(**kwargs)
     assert type(again) is RetrainRequestTrigger
     assert again.serialize() == (path, kwargs)
-    assert kwargs == {"since": "2026-11-24T12:00:00+00:00", "poll_interval": 5.0, "config_path": "/etc/clm.yaml"}
+    assert kwargs == {"since": "2026-11-24T12:00:00+00:00", "poll_interval": 5.0, "clm_conn_id": "clm_prod",
+                      "config_path": "/etc/clm.yaml"}  # fmt: skip
     assert not any("postgres" in str(v) or "sqlite" in str(v) for v in kwargs.values())  # no credentials stored
 
 

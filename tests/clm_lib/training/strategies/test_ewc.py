@@ -7,8 +7,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from clm_lib.errors import TrainingError
+from clm_lib.training.context import STRATEGY_STATE_DIR
 from clm_lib.training.data import collate
-from clm_lib.training.loop import STRATEGY_STATE_DIR, train_loop
+from clm_lib.training.loop import train_loop
 from clm_lib.training.recipe import train_update
 from clm_lib.training.strategies import build_strategies
 from clm_lib.training.strategies.ewc import EWC, FISHER_FILE, META_FILE, empirical_fisher, normalize

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from clm_lib.training.strategies import Strategy, build_strategies, register_strategy, registered_strategies
+from clm_lib.training.strategies import (
+    STRATEGIES,
+    Strategy,
+    build_strategies,
+    register_strategy,
+    registered_strategies,
+)
 from clm_lib.training.strategies.replay import Replay
 
 
@@ -12,11 +18,12 @@ def test_builtin_strategies_are_registered():
 
 
 def test_a_name_cannot_be_taken_twice():
-    with pytest.raises(ValueError, match="already registered"):
+    class Impostor(Strategy):
+        pass
 
-        @register_strategy("replay")
-        class Impostor(Strategy):
-            pass
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy(name="replay", strategy_cls=Impostor)
+    assert registered_strategies()["replay"] is Replay
 
 
 def test_base_hooks_do_nothing():
@@ -32,3 +39,15 @@ def test_builtin_strategies_run_in_hook_order(tiny_cfg):
     tiny_cfg.training.ewc.enabled = True
     tiny_cfg.training.distillation.enabled = True
     assert [s.name for s in build_strategies(tiny_cfg)] == ["freezing", "replay", "ewc", "distillation"]
+
+
+def test_a_plugin_runs_after_the_builtins_when_its_config_switches_it_on(tiny_cfg, request):
+    class Logger(Strategy):
+        @classmethod
+        def from_config(cls, cfg):
+            return cls()
+
+    register_strategy(name="logger", strategy_cls=Logger)
+    request.addfinalizer(lambda: STRATEGIES.unregister("logger"))
+    assert list(registered_strategies())[-1] == "logger" and Logger.name == "logger"
+    assert [s.name for s in build_strategies(tiny_cfg)] == ["replay", "logger"]

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pyarrow as pa
 import pytest
 
+from clm_lib.data import lake
+from clm_lib.db import session_scope
+from clm_lib.db.models import Evaluation, TrainingRun
+from clm_lib.errors import TrainingError
+from clm_lib.training.context import UpdateContext
 from clm_lib.training.data import Batch, Example
 from clm_lib.training.loop import train_loop
 from clm_lib.training.strategies import Strategy, build_strategies
@@ -256,3 +263,87 @@ def test_replay_weights_come_from_the_config(tiny_cfg):
     tiny_cfg.training.replay.max_mix_ratio = 0.6
     (replay,) = build_strategies(tiny_cfg)
     assert (replay.task_weights, replay.max_mix_ratio) == ({"routers": 2.0}, 0.6)
+
+
+# --- between updates: the strategy owns its buffer and weights --------------------------------------------------
+
+
+def _curated(task: str, n: int, start: int = 0) -> pa.Table:
+    """Rows shaped like the Delta ``replay``/``curated`` tables."""
+    return _table(task, n, start, split="train", source="test", batch_id="b", line=0,
+                  ingested_at=datetime.now(UTC), metadata="{}")  # fmt: skip
+
+
+def _evaluated(db_url: str, tasks: list[str], matrix: list[list[float | None]]) -> None:
+    with session_scope(db_url) as s:
+        s.add(TrainingRun(id="r2", status="succeeded", base_model="b", config_hash="h"))
+        s.flush()
+        s.add(Evaluation(training_run_id="r2", tasks=tasks, scores=dict(zip(tasks, matrix[-1], strict=True)),
+                         matrix=matrix, average_accuracy=74.0))  # fmt: skip
+
+
+def _tasks_drawn(replay: Replay, buffer: pa.Table) -> dict[str, int]:
+    return _run(replay, [Example((1,), (1,), t, "replay", i) for i, t in zip(buffer["id"].to_pylist(),
+                buffer["task"].to_pylist(), strict=True)], steps=40)  # fmt: skip
+
+
+def test_before_update_reads_the_buffer_and_weighs_tasks_into_its_own_state(cfg, db_url):
+    cfg.database.url = db_url
+    cfg.training.replay.task_weights = {"thermostats": 0.7}
+    settings = cfg.model_dump()
+    new = _curated("thermostats", 5)
+
+    first = Replay.from_config(cfg)
+    update = UpdateContext(cfg=cfg, run_id="r1", new=new)
+    first.before_update(update)  # nothing buffered, nothing evaluated yet: plain replay at the configured weights
+    assert (update.data["replay"].num_rows, update.read_versions) == (0, {"replay": None})
+    assert first.task_weights == {"thermostats": 0.7} and first.weights_from.startswith("configured")
+
+    buffer = pa.concat_tables([_curated("routers", 6), _curated("billing", 4), _curated("thermostats", 2)])
+    version = lake.overwrite(cfg, "replay", buffer)
+    _evaluated(db_url, ["routers", "billing", "thermostats"], [[90.0, None, None], [80.0, 90.0, None],
+                                                               [60.0, 92.0, 70.0]])  # fmt: skip
+    replay = Replay.from_config(cfg)
+    update = UpdateContext(cfg=cfg, run_id="r3", new=new)
+    replay.before_update(update)
+    assert update.read_versions == {"replay": version}
+    assert sorted(update.data["replay"]["id"].to_pylist()) == sorted(buffer["id"].to_pylist())
+    # routers fell 20 points (2 -> capped at 3), billing gained 2 (0.8); the weight set by hand wins.
+    assert replay.task_weights == {"routers": 3.0, "billing": 0.8, "thermostats": 0.7}
+    assert "evaluation" in replay.weights_from and "r2" in replay.weights_from
+    assert cfg.model_dump() == settings  # the user's config object is left alone
+
+    # It trains exactly as a replay configured with those weights would (the recipe run on its own, the benchmark).
+    configured = Replay.from_config(cfg.model_copy(update={"training": cfg.training.model_copy(update={
+        "replay": cfg.training.replay.model_copy(update={"task_weights": replay.task_weights})})}))  # fmt: skip
+    assert _tasks_drawn(replay, buffer) == _tasks_drawn(configured, buffer)
+
+    cfg.training.replay.dynamic = False
+    static = Replay.from_config(cfg)
+    static.before_update(UpdateContext(cfg=cfg, run_id="r4", new=new))
+    assert static.task_weights == {"thermostats": 0.7} and "dynamic is off" in static.weights_from
+
+
+def test_after_update_refills_the_buffer_and_returns_what_it_did(cfg, sqlite_url):
+    cfg.database.url = sqlite_url
+    cfg.training.replay.buffer_size = 8
+    read = lake.overwrite(cfg, "replay", _curated("routers", 6))
+    new = _curated("thermostats", 10)
+    replay = Replay.from_config(cfg)
+    update = UpdateContext(cfg=cfg, run_id="r1", new=new)
+    with pytest.raises(TrainingError, match="before_update"):
+        replay.after_update(update, None)
+    replay.before_update(update)
+
+    record = replay.after_update(update, None)  # replay's record does not depend on how training went
+
+    refilled = lake.read_table(cfg, "replay")
+    expected = select_buffer(lake.read_table(cfg, "replay", version=read), new, 8, cfg.training.seed, "task_balanced")
+    assert refilled["id"].to_pylist() == expected["id"].to_pylist()
+    assert record == {
+        "buffer_version": read,
+        "buffer_version_written": lake.table_version(cfg, "replay"),
+        "buffer_tasks_after": {"routers": 4, "thermostats": 4},
+        "weights_from": "configured (no evaluation compares two models yet)",
+    }
+    assert record["buffer_version_written"] > read
