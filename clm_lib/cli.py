@@ -19,7 +19,9 @@ from typing import TypeVar
 import click
 from sqlalchemy.exc import DBAPIError
 
+from clm_lib import config_commands
 from clm_lib.config import ClmConfig, load_config
+from clm_lib.data import commands as data_cli
 from clm_lib.deploy import commands as deploy_cli
 from clm_lib.deploy import watch_commands
 from clm_lib.errors import ClmError
@@ -112,6 +114,7 @@ def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str 
     _step("airflow db", lambda: airflow_home.migrate_airflow_db(cfg, env, log), lambda _: "migrated")
     _step("audit key", lambda: audit.key_source(cfg.home, create=True), str)
     _step("clm db", lambda: db.upgrade(cfg.database_url, audit_key=audit.audit_key(cfg.home)), lambda _: "migrated")
+    _step("config", lambda: config_commands.seed_live(cfg), lambda n: f"revision {n} live")
     cfg.landing_dir.mkdir(parents=True, exist_ok=True)
     creds = _step(
         "admin user",
@@ -498,6 +501,10 @@ for _command in (deploy_cli.promote_cmd, deploy_cli.rollback_cmd, deploy_cli.dep
     cli.add_command(_command)
 # After promotion (clm_lib/deploy/watch_commands.py): clm deploy reconcile, clm deploy guard.
 cli.add_command(watch_commands.deploy_group)
+# Configuration revisions (clm_lib/config_commands.py): clm config show, history, diff, set, revert.
+cli.add_command(config_commands.config_group)
+# Lake table versions and maintenance (clm_lib/data/commands.py): clm data history, diff, restore, optimize, vacuum.
+cli.add_command(data_cli.data_group)
 
 
 def main() -> None:

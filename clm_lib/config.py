@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from clm_lib.alerts.config import AlertsConfig
 from clm_lib.deploy.config import DeployConfig, check_lease
 from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
@@ -60,6 +61,19 @@ class DatabaseConfig(_Section):
     messages show it without its password (``clm_lib/redaction.py``); ``ClmConfig.database_url`` is the real one."""
 
 
+class WebhookConfig(_Section):
+    """Records pushed to ``POST /clm/api/v1/ingest`` (``clm_lib/data/push.py``): one POST is one micro-batch."""
+
+    max_body_bytes: int = Field(default=8 * 1024**2, ge=1, le=1024**3)
+    """A POST whose body is larger is refused (413) before more than this is read: nothing is ingested."""
+    max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    """A POST holding more records is refused (413): nothing is ingested; send it in smaller POSTs."""
+    max_outcomes: int = Field(default=1000, ge=0, le=100_000)
+    """Per-record outcomes listed in an answer (the first ones); its counts always cover every record."""
+    lock_wait_s: float = Field(default=60.0, gt=0, le=3600)
+    """How long a POST waits for the push before it to finish (pushes are ingested one at a time), then 503."""
+
+
 class DataConfig(_Section):
     """Ingestion and validation of prompt/response records."""
 
@@ -98,6 +112,8 @@ class DataConfig(_Section):
     max_attempts: int = Field(default=2, ge=1)
     """A file whose ingestion crashed this many times (an error, or the process killed mid-batch: out of memory)
     is moved to ``landing/failed/`` with the error, so the files after it go on."""
+    webhook: WebhookConfig = WebhookConfig()
+    """Limits of pushed ingestion (``POST /clm/api/v1/ingest``)."""
 
     @field_validator("encoding")
     @classmethod
@@ -275,6 +291,16 @@ class GateConfig(_Section):
     """A task seen for the first time must reach at least this accuracy."""
 
 
+class LakeConfig(_Section):
+    """Maintenance of the Delta tables (``clm_lake_maintenance``, ``clm data optimize|vacuum``)."""
+
+    vacuum_retention_hours: int = Field(default=168, ge=0)
+    """Vacuum removes only data files unreferenced for at least this long; a version a registered model was trained
+    on, or the live deployment depends on, keeps its files whatever this says (``clm_lib/data/maintenance.py``)."""
+    optimize_target_mb: int = Field(default=128, ge=1)
+    """Compaction rewrites small files into files of about this size."""
+
+
 class ServerConfig(_Section):
     """Ports of the processes ``clm up`` starts, all bound to 127.0.0.1."""
 
@@ -304,6 +330,10 @@ class ClmConfig(_Section):
     serving: ServingConfig = ServingConfig()
     """Slot servers, the router and the serving backend (documented in ``clm_lib/serving/config.py``)."""
     server: ServerConfig = ServerConfig()
+    lake: LakeConfig = LakeConfig()
+    """Delta table compaction and vacuum retention."""
+    alerts: AlertsConfig = AlertsConfig()
+    """Alert channels, minimum severity, rate limit and retries (documented in ``clm_lib/alerts/config.py``)."""
 
     @field_validator("data")
     @classmethod
@@ -316,6 +346,13 @@ class ClmConfig(_Section):
     def _deploy_lease(self) -> ClmConfig:
         check_lease(self.deploy, self.serving)  # the deploy lock's lease outlasts every serving call under it
         return self
+
+    _revision: int | None = PrivateAttr(default=None)
+
+    @property
+    def revision(self) -> int | None:
+        """The configuration revision (``clm_lib/config_store.py``) this config is, None for the file alone."""
+        return self._revision
 
     # --- resolved locations -------------------------------------------------------------
     @property

@@ -3,7 +3,9 @@
 Scheduled on the ``clm_retrain_request`` Asset, which ``clm_drift_monitor`` emits when drift or volume call for a
 retraining; the run records that decision (and links it to the drift reports). Manual runs train when the drift
 policy's volume rule finds enough new rows (``drift.volume.min_new_rows``), or with force:
-``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``.
+``airflow dags trigger clm_continual_training -c '{"force": true, "reason": "hotfix data"}'``. With
+``{"remove_task": "billing", ...}`` (the Multi-task screen) nothing is trained: the champion without that task's
+adapter is the candidate.
 Whatever started it, the candidate then goes through ``clm_promotion`` (gate, canary, bake) and becomes champion
 when it passes, with no person asked.
 
@@ -16,6 +18,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 
 from clm_lib.airflow.assets import RETRAIN_REQUEST
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.evaluation import EvaluateOperator
 from clm_lib.airflow.operators.registry import RegisterOperator
 from clm_lib.airflow.operators.training import ContinualTrainOperator
@@ -28,6 +31,7 @@ with DAG(
     max_active_runs=1,
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     params={
         "force": Param(
             False,
@@ -36,6 +40,12 @@ with DAG(
             "it passes the gate and the canary.",
         ),
         "reason": Param("", type="string", description="Why you trigger it (kept with the run)"),
+        "remove_task": Param(
+            "",
+            type="string",
+            description="Instead of training: the champion without this task's adapter becomes "
+            "the candidate (set by the Multi-task screen; the gate still decides).",
+        ),
         "drift_check_id": Param(
             "", type="string", description="The drift check that requested this run (set by clm_retrain_watch)"
         ),

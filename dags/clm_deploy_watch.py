@@ -11,6 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.watch import GuardOperator, ReconcileOperator
 
 with DAG(
@@ -22,6 +23,7 @@ with DAG(
     is_paused_upon_creation=False,  # a safety net: on unless someone switches it off
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     default_args={"retries": 0},  # the next run, two minutes later, is the retry
 ):
     reconcile = ReconcileOperator(task_id="reconcile")

@@ -13,6 +13,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from clm_lib.airflow.assets import CURATED
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.drift import DriftCheckOperator
 
 with DAG(
@@ -23,5 +24,6 @@ with DAG(
     max_active_runs=1,
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     DriftCheckOperator(task_id="check", retries=1, retry_delay=timedelta(seconds=30))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.ingest import IngestOperator
 
 with DAG(
@@ -18,5 +19,6 @@ with DAG(
     max_active_runs=1,
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     IngestOperator(task_id="ingest", retries=1, retry_delay=timedelta(seconds=10))

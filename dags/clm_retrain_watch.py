@@ -11,6 +11,7 @@ from datetime import datetime
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG
 
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.sensors.retrain import RetrainTriggerSensor
 
 with DAG(
@@ -22,6 +23,7 @@ with DAG(
     is_paused_upon_creation=True,
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     wait = RetrainTriggerSensor(task_id="wait", poke_interval=30)
     train = TriggerDagRunOperator(

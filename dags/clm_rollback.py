@@ -9,6 +9,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
+from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.rollback import RollbackOperator
 
 with DAG(
@@ -19,6 +20,7 @@ with DAG(
     max_active_runs=1,
     tags=["clm"],
     doc_md=__doc__,
+    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     default_args={"retries": 0},
     params={
         "to_version": Param(None, type=["null", "string"], description="Version to roll back to (default: previous)"),

@@ -40,16 +40,22 @@ class ClmPlugin(AirflowPlugin):
     @cached_property
     def appbuilder_views(self) -> list[dict[str, Any]]:  # type: ignore[override]
         from clm_ui.views import AuditView, DriftView, OverviewView, ReportView, ReviewView, ServingView
+        from clm_ui.views_alerts import AlertsView
+        from clm_ui.views_config import ConfigView
         from clm_ui.views_data import DataVersionsView, IngestionView
+        from clm_ui.views_performance import PerformanceView
         from clm_ui.views_registry import RegistryView
         from clm_ui.views_setup import GettingStartedView, IntegrationsView
+        from clm_ui.views_tasks import TasksView
         from clm_ui.views_training import StrategyView, TrainingView
+        from clm_ui.views_validation import ValidationView
 
         return [{"view": OverviewView()}, {"view": DriftView()}, {"view": ServingView()}, {"view": AuditView()},
                 {"view": ReviewView()}, {"view": ReportView()}, {"view": IngestionView()},
                 {"view": DataVersionsView()}, {"view": TrainingView()}, {"view": StrategyView()},
                 {"view": IntegrationsView()}, {"view": GettingStartedView()},
-                {"view": RegistryView()}]  # fmt: skip
+                {"view": RegistryView()}, {"view": TasksView()}, {"view": PerformanceView()},
+                {"view": AlertsView()}, {"view": ConfigView()}, {"view": ValidationView()}]  # fmt: skip
 
     @cached_property
     def flask_blueprints(self) -> list[Any]:  # type: ignore[override]

@@ -134,3 +134,27 @@ def test_only_clm_lib_airflow_imports_airflow():
         if names[0].split(".")[0] == "airflow"
     ]
     assert offenders == []
+
+
+def _plugin_imports(package: str) -> dict[str, set[str]]:
+    """plugins/<package> module -> the top two levels of every name it imports (``clm_api.v1``, ``clm_lib.x``)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / "plugins" / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+        found[str(path.relative_to(REPO))] = names
+    return found
+
+
+def test_the_screens_never_import_the_rest_api():
+    """Screens and routes call the same ``clm_lib`` functions; a screen reaching into ``clm_api`` would make the
+    UI depend on the API's models and FastAPI, and hide logic that belongs in ``clm_lib``."""
+    found = _plugin_imports("clm_ui")
+    assert "plugins/clm_ui/views_setup.py" in found  # the scan sees the views
+    assert any(n.startswith("clm_lib.") for names in found.values() for n in names)
+    offenders = sorted(f"{m}: {n}" for m, names in found.items() for n in names if n.split(".")[0] == "clm_api")
+    assert offenders == []

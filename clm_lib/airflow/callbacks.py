@@ -1,4 +1,4 @@
-"""Task callbacks: what clm does when Airflow gives up on one of its tasks.
+"""Task and DAG callbacks: what clm does when Airflow gives up on one of its tasks or DAG runs.
 
 :func:`settle_deployment` is the ``on_failure_callback`` of every ``clm_promotion`` task. A task that fails in the
 ordinary way has already ended its deployment (rolled back, failed) and this finds nothing to do; one killed with
@@ -7,6 +7,9 @@ runs the callback in the task's process after an exception, or in the DAG proces
 stopped (``TaskCallbackRequest``); either way the owner is gone, so the reconciler settles that deployment at once,
 without waiting out ``deploy.reconciler.stale_after_seconds``: :func:`clm_lib.deploy.reconciler.reconcile` with
 ``owner_gone``, the same function ``clm_deploy_watch`` runs.
+
+:func:`dag_failed` is the DAG-level ``on_failure_callback`` of every clm DAG: a failed run becomes an alert
+(:mod:`clm_lib.alerts`), delivered by ``clm_alerts``.
 """
 
 from __future__ import annotations
@@ -53,3 +56,23 @@ def settle_deployment(context: Any) -> None:
         log.warning("after %s failed: %s", getattr(task, "task_id", "a task"), result.summary())
     except Exception:
         log.exception("the reconciler could not settle the failed task's deployment; clm_deploy_watch will")
+
+
+def dag_failed(context: Any) -> None:
+    """DAG-level ``on_failure_callback`` of every clm DAG: a ``dag_failed`` alert, one open alert per DAG (a DAG that
+    keeps failing counts up instead of paging again). Airflow runs it in the DAG processor; it never raises, and an
+    alert it cannot write is logged (clm's database down is then what the Integrations screen shows)."""
+    from clm_lib.airflow.settings import resolve_config
+    from clm_lib.alerts import Link, record_alert
+
+    try:
+        dag_run, dag = context.get("dag_run"), context.get("dag")
+        dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", None) or "unknown"
+        run_id = getattr(dag_run, "run_id", None) or ""
+        why = str(context.get("reason") or "a task failed")
+        cfg = resolve_config(DEFAULT_CONN_ID)
+        links = [Link("DAG run", f"/dags/{dag_id}/runs/{run_id}" if run_id else f"/dags/{dag_id}")]
+        record_alert(cfg.database_url, kind="dag_failed", cause=f"dag_failed:{dag_id}", severity="critical",
+                     message=f"{dag_id} run {run_id} failed: {why}", links=links)  # fmt: skip
+    except Exception:
+        log.exception("could not raise the failed-run alert")

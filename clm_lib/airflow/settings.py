@@ -12,7 +12,8 @@ Execution API through its supervisor, a trigger does the same through the trigge
 calls this from a worker thread, never on the event loop), and the api-server, which sets
 ``_AIRFLOW_PROCESS_CONTEXT=server`` before importing plugins (``airflow/api_fastapi/main.py``), reads
 ``AIRFLOW_CONN_*`` variables, custom secrets backends and Airflow's own connection table. Nothing is cached
-here: every call reads the connection again, so an edited connection takes effect without a restart.
+here: every call reads the connection again, so an edited connection takes effect without a restart, and the
+configuration revisions again, so a change saved on the Configuration screen applies from the next DAG run on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from clm_lib.config import ClmConfig
 
 DEFAULT_CONN_ID = "clm_default"
@@ -34,12 +37,29 @@ CONNECTION_KEYS = {
 """The connection's ``extra`` keys and the environment variable each one overrides."""
 
 
-def resolve_config(conn_id: str = DEFAULT_CONN_ID, config_path: str | None = None) -> ClmConfig:
+def resolve_config(
+    conn_id: str = DEFAULT_CONN_ID, config_path: str | None = None, *, as_of: datetime | None = None
+) -> ClmConfig:
     """clm's config as every Airflow component must see it: file, then ``CLM_*`` environment, then the
-    connection ``conn_id`` (a missing connection changes nothing). Raises :class:`~clm_lib.errors.ConfigError`
-    when the config is invalid or the connection exists but cannot be used; the message names it."""
+    connection ``conn_id`` (a missing connection changes nothing); then the run-time-mutable fields of the live
+    configuration revision in clm's database (``clm_lib/config_store.py``). Raises
+    :class:`~clm_lib.errors.ConfigError` when the config is invalid or the connection exists but cannot be used;
+    the message names it.
+
+    ``as_of``: a DAG run's start. Every task of the run then gets the revision live when the run started, not one
+    saved while it runs (retries included), and fails rather than fall back to the file when clm's database
+    cannot be read. Without it (screens, REST, sensors) the newest revision is used, or the file's values while
+    the database is down, so a screen can still say which store is down."""
     # Imported here, not at module level: DAG files import the hook and operators, and the config pulls in the
     # drift package (numpy, pyarrow), which every parse of every DAG file would pay for.
+    from clm_lib.config_store import live_config
+
+    return live_config(resolve_file_config(conn_id, config_path), as_of=as_of, strict=as_of is not None)
+
+
+def resolve_file_config(conn_id: str = DEFAULT_CONN_ID, config_path: str | None = None) -> ClmConfig:
+    """The file, ``CLM_*`` environment and connection alone, without configuration revisions: what the revisions of
+    ``clm_lib/config_store.py`` apply to (the Configuration screen and its REST routes pass it there)."""
     from clm_lib.config import load_config
 
     return load_config(config_path, environ=_environ_with(connection_overrides(conn_id)))

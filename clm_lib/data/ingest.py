@@ -328,6 +328,31 @@ def ingest_file(cfg: ClmConfig, path: str | Path, *, actor: str | None = None) -
         return _run(cfg, path, result, refuse, actor, started)
 
 
+def ingest_bytes(
+    cfg: ClmConfig,
+    data: bytes,
+    *,
+    fmt: str,
+    source: str,
+    name: str,
+    actor: str | None = None,
+    source_format: str | None = None,
+) -> BatchResult:
+    """Ingest records that arrived as bytes, not as a landing file (``clm_lib/data/push.py``): ``fmt`` is ``jsonl``
+    or ``csv``, read as a landing file of those bytes would be, through the same batch, Delta and database steps.
+    The batch id comes from the bytes and ``name``, so the same bytes under the same name are one batch: ingested
+    once, resumed after a crash, ``skipped`` when already committed."""
+    started = time.monotonic()
+    sha = hashlib.sha256(data).hexdigest()
+    limits = Limits.of(cfg.data)
+
+    def read() -> ReadResult:
+        return read_text(data, fmt, encoding=cfg.data.encoding, limits=limits, name=name)
+
+    result = BatchResult(batch_id_for(sha, name), source, source_format or fmt, sha, status="running")
+    return _run(cfg, Path(name), result, read, actor, started)
+
+
 def _run(cfg: ClmConfig, path: Path, result: BatchResult, read: Callable[[], ReadResult], actor: str | None,
          started: float) -> BatchResult:
     batch_id = result.batch_id

@@ -110,9 +110,33 @@ def read_table(
     if table is None:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
-    data = table.to_pyarrow_dataset().to_table(columns=columns, filter=where)
-    wanted = pa.schema([schema.field(c) for c in data.column_names if c in schema.names])
+    dataset = table.to_pyarrow_dataset()
+    # A version written before a column existed lacks it: read what it has, then add the rest (_fill_missing).
+    present = [c for c in columns if c in dataset.schema.names or c not in schema.names] if columns else None
+    data = _fill_missing(dataset.to_table(columns=present, filter=where), schema, columns or schema.names)
+    wanted = pa.schema([_field(schema, data, c) for c in data.column_names if c in schema.names])
     return data.cast(wanted) if len(wanted) == data.num_columns else data
+
+
+def _fill_missing(data: pa.Table, schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """``data`` with the ``columns`` it lacks added as nulls, in the order asked: rows written by an older clm,
+    before the column existed (an append merges new columns in). Their ``metadata`` reads as ``{}``, as for a
+    record without extra fields."""
+    missing = [c for c in columns if c in schema.names and c not in data.column_names]
+    for name in missing:
+        data = data.append_column(name, pa.nulls(data.num_rows, schema.field(name).type))
+    if missing:
+        data = data.select([c for c in columns if c in data.column_names] +
+                           [c for c in data.column_names if c not in columns])  # fmt: skip
+    if "metadata" in data.column_names and data["metadata"].null_count:
+        data = data.set_column(data.column_names.index("metadata"), "metadata", pc.fill_null(data["metadata"], "{}"))
+    return data
+
+
+def _field(schema: pa.Schema, data: pa.Table, name: str) -> pa.Field:
+    # A required column that older rows lack reads as null there rather than failing the whole read.
+    f = schema.field(name)
+    return f.with_nullable(True) if data[name].null_count else f
 
 
 def append(

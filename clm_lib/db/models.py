@@ -77,6 +77,8 @@ class TrainingRun(Base):
     """The MLflow model version registered from this run's output, once registered."""
     base_model: Mapped[str] = mapped_column(Text)
     config_hash: Mapped[str] = mapped_column(String(32))
+    config_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The configuration revision (``config_revisions.number``) live when its DAG run started (migration 0008)."""
     curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     previous_curated_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     replay_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -250,9 +252,10 @@ class Deployment(Base):
 
     Its ``events`` say what happened at each step; ``status`` is where it stands now. A promotion is active
     (``pending``, ``deploying``, ``deployed``, ``canary``, ``baked``) until it ends as ``promoted``,
-    ``gate_failed``, ``failed``, ``rolled_back`` (a safety rule breached), ``aborted`` (a manual rollback),
-    ``abandoned`` (its owner died; ended by the reconciler) or ``superseded`` (gated, never deployed, replaced by a
-    newer promotion); a rollback ends as ``completed``.
+    ``gate_failed``, ``rejected`` (refused, or not answered in time, by the approver), ``failed``, ``rolled_back``
+    (a safety rule breached), ``aborted`` (a manual rollback), ``abandoned`` (its owner died; ended by the
+    reconciler) or ``superseded`` (gated, never deployed, replaced by a newer promotion); a rollback ends as
+    ``completed``.
     """
 
     __tablename__ = "deployments"
@@ -277,6 +280,8 @@ class Deployment(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    config_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The configuration revision it was started under (migration 0008): its bake window, steps and rules."""
 
 
 class DeploymentEvent(Base):
@@ -314,3 +319,107 @@ class DeployLock(Base):
     """Incremented by every acquisition; a holder whose token is no longer the row's lost the lock (migration 0006)."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     """The database's time of the holder's last renewal."""
+
+
+class Alert(Base):
+    """Something went wrong that a person should hear about: one row per cause while it is open (migration 0009).
+
+    ``open_cause`` equals ``cause`` while the alert is open and is NULL once resolved; its unique index is what keeps
+    one open alert per cause (a partial index would say it too, but NULLs are distinct on SQLite and PostgreSQL alike,
+    so a plain unique column works on both and in Alembic's comparison). Acknowledged alerts stay open: a recurrence
+    bumps ``count`` and ``last_seen`` instead of paging again."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    cause: Mapped[str] = mapped_column(String(250), index=True)
+    open_cause: Mapped[str | None] = mapped_column(String(250), unique=True, nullable=True)
+    severity: Mapped[str] = mapped_column(String(16))  # info | warning | critical
+    message: Mapped[str] = mapped_column(Text)
+    links: Mapped[list[Any]] = mapped_column(default=list)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AlertDelivery(Base):
+    """One try at telling a channel (email, webhook, apprise) about an alert, whatever came of it."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # sent | failed | gave_up
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ServingMetric(Base):
+    """Live serving numbers of one model version on one slot over one minute, written by the router
+    (``clm_lib/serving/metrics_store.py``) so that traffic, errors, latency and feedback stay readable per version
+    long after Prometheus has dropped them (migration 0007)."""
+
+    __tablename__ = "serving_metrics"
+
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    """Start of the minute (UTC) the numbers cover."""
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """The version the slot served (``unknown`` before its first health check answered)."""
+    slot: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    """Completion requests the slot answered or failed to answer (4xx, the client's doing, excluded)."""
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    """Of ``requests``: 5xx answers, timeouts and unreachable slots."""
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_samples: Mapped[int] = mapped_column(Integer, default=0)
+    """Latencies the percentiles were computed from (a bounded sample of ``requests``)."""
+    feedback_count: Mapped[int] = mapped_column(Integer, default=0)
+    feedback_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    """Sum of the ratings (0 bad .. 1 good): the mean is ``feedback_sum / feedback_count``; sums add up across
+    writers where means would not."""
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConfigRevision(Base):
+    """One version of the run-time-mutable configuration (``clm_lib/config_store.py``, migration 0008).
+
+    Revision 1 is the config file as first read; each later one is an edit or a revert, with who, when and why.
+    ``content`` holds only mutable fields (``{dotted path: value}``), never a secret; the rest stays in the file."""
+
+    __tablename__ = "config_revisions"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    base_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The revision the editor started from (None for revision 1)."""
+    kind: Mapped[str] = mapped_column(String(16))  # file | change | revert
+    reverted_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(250))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class IngestIdempotency(Base):
+    """One pushed POST's ``Idempotency-Key`` (``clm_lib/data/push.py``, migration 0010): the body it came with and,
+    once done, the answer a retry gets back instead of a second ingestion. The key is the primary key, so two
+    POSTs racing with it cannot both claim it."""
+
+    __tablename__ = "ingest_idempotency"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(250))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | done
+    response: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

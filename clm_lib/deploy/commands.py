@@ -10,7 +10,15 @@ import json
 
 import click
 
-from clm_lib.config import load_config
+from clm_lib.config import ClmConfig, load_config
+
+
+def live() -> ClmConfig:
+    """The file's config with the live configuration revision applied (``clm config``): a promotion or rollback from
+    the shell follows the same strategy, bake windows and safety rules as one run by the DAGs."""
+    from clm_lib.config_store import live_config
+
+    return live_config(load_config())
 
 
 def _actor() -> str:
@@ -35,7 +43,7 @@ def promote_cmd(ctx: click.Context, version: str | None, reason: str) -> None:
     """Gate VERSION (default: the challenger) and roll it out as `deploy.strategy` says; exit 1 unless promoted."""
     from clm_lib.deploy.rollout import rollout
 
-    cfg = load_config()
+    cfg = live()
     result = rollout(cfg, version, actor=_actor(), reason=reason)
     click.echo(f"deployment #{result.deployment_id} of version {result.version}:")
     _print_events(cfg, result.deployment_id)
@@ -60,7 +68,7 @@ def rollback_cmd(to_version: str | None, reason: str, reconcile: bool) -> None:
     """Put the previous champion (or VERSION) back on all traffic and make it champion."""
     from clm_lib.deploy import rollback as rb
 
-    cfg = load_config()
+    cfg = live()
     if reconcile:
         moves = rb.reconcile(cfg, actor=_actor())
         click.echo("; ".join(map(str, moves)) if moves else "MLflow's aliases already match clm's history")
@@ -81,7 +89,7 @@ def deployments_cmd(limit: int, as_json: bool) -> None:
     from clm_lib.db import session_scope
     from clm_lib.deploy import history
 
-    cfg = load_config()
+    cfg = live()
     with session_scope(cfg.database_url) as s:
         rows = [history.as_dict(d, history.events_of(s, d.id) if as_json else None) for d in history.recent(s, limit)]
     if as_json:

@@ -10,7 +10,7 @@ the champion alias moves only after the last step baked clean, and the old slot 
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,6 +102,7 @@ class ReconcilerConfig(_Section):
     golden-set requests), and the wait for the next Airflow task to start; the configuration refuses one not
     longer than ``bake_seconds``."""
 
+
 class DeployConfig(_Section):
     """Promotion of a gated candidate to serving, and rollback."""
 
@@ -127,6 +128,24 @@ class DeployConfig(_Section):
     blocks nobody for longer. Must exceed the longest single serving call made under it (loading a model into a
     slot: ``serving.startup_timeout_s``, or ``serving.kubernetes.ready_timeout_s`` on Kubernetes), so that a change
     that started with the lock held ends before anyone else can take it; the configuration refuses a shorter one."""
+    require_approval: bool = False
+    """True: after the gate and before anything is deployed, ``clm_promotion`` waits for a person to approve the
+    promotion in Airflow's "Required actions" (or its HITL REST API); a rejection or no answer within
+    ``approval_timeout_seconds`` ends the promotion ``rejected``. A run's ``require_approval`` param can ask for
+    approval when this is False, never skip it when True (docs/control-panel.md, "Approval of promotions")."""
+    four_eyes: bool = False
+    """True: the person who approves must not be the one who asked for the promotion (the run's triggering user,
+    or for a run started by a new candidate, the person who requested its training). A self-approval is refused:
+    the promotion ends ``rejected`` and the refusal is audited."""
+    approval_timeout_seconds: float = Field(default=1200.0, gt=0)
+    """How long a promotion waits for an answer before it ends ``rejected`` (Airflow answers "Reject" itself).
+    Must be shorter than ``reconciler.stale_after_seconds``: a promotion waiting for approval writes no event, and
+    the reconciler would end it as abandoned first; the configuration refuses a longer one."""
+    approvers: list[Annotated[str, Field(min_length=1, max_length=250)]] = Field(default=[], max_length=100)
+    """Airflow user ids the approval request is assigned to (FAB auth manager: the numeric id ``airflow users
+    list`` shows; simple auth manager: the user name); only they may answer, and Airflow answers others 403. Empty:
+    anyone Airflow allows to edit the run's "HITL Detail" (FAB: the User, Op and Admin roles); to make approval a
+    role of its own, give that permission to one role only (docs/control-panel.md)."""
 
     @field_validator("canary_steps")
     @classmethod
@@ -150,6 +169,17 @@ class DeployConfig(_Section):
             raise ValueError(
                 f"deploy.reconciler.stale_after_seconds ({self.reconciler.stale_after_seconds:g}) must exceed "
                 f"deploy.bake_seconds ({self.bake_seconds:g}): a promotion is silent for a whole bake window"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _approval_ends_before_the_reconciler(self) -> DeployConfig:
+        # A promotion waiting for approval is silent; the reconciler must not end it as abandoned meanwhile.
+        if self.approval_timeout_seconds >= self.reconciler.stale_after_seconds:
+            raise ValueError(
+                f"deploy.approval_timeout_seconds ({self.approval_timeout_seconds:g}) must be shorter than "
+                f"deploy.reconciler.stale_after_seconds ({self.reconciler.stale_after_seconds:g}): a promotion "
+                "waiting for approval writes no event, so the reconciler would end it as abandoned first"
             )
         return self
 

@@ -13,7 +13,8 @@ bad later (a slow leak, traffic the canary never saw) would serve until someone 
   bake window's thresholds unless ``deploy.guard.rules`` overrides one; fewer than ``min_requests`` requests is "not
   judged", never a breach. The golden set is not sent: it judged the version before it got all traffic.
 * **On a breach.** An event ``guard`` (``breach``, with every rule's value and limit) on the deployment that made
-  it champion, and an audit entry of action ``alert`` (:data:`ALERT`, below) for alert delivery; then the one
+  it champion, an audit entry of action ``alert`` (:data:`ALERT`, below), and an alert (:mod:`clm_lib.alerts`:
+  ``guard_breach`` when it does not roll back, ``rollback`` once it has); then the one
   rollback function (:func:`clm_lib.deploy.rollback.rollback`) to the default target of
   :func:`clm_lib.deploy.plan.plan_rollback` (the newest earlier champion not rolled back or rejected since), which
   first checks, under the deploy lock, that the champion is still the one judged and no promotion started since.
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clm_lib import audit
+from clm_lib.alerts.sources import guard_breach, rolled_back
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import utcnow
@@ -227,6 +229,7 @@ def _breach(cfg, be, result: GuardResult, made: Record, breached: list[safety.Ch
         log.error("guard: %s; %s", said, result.error)
         return result
     result.rollback = r.as_dict()
+    rolled_back(cfg, version=str(champion), deployment_id=r.deployment_id, how="guard", why=said)
     history.step(cfg, made.id, "guard", "info", f"rolled back by rollback #{r.deployment_id}: champion "
                  f"{r.from_version} -> {r.to_version} on {r.slot}, {r.switch_ms:.0f} ms", actor=actor)  # fmt: skip
     log.warning("guard: %s; rolled back to %s (rollback #%s)", said, r.to_version, r.deployment_id)
@@ -237,6 +240,8 @@ def _alert(
     s: Session, cfg: ClmConfig, result: GuardResult, breached: list[safety.Check], actor: str, kind: str,
     message: str, *, action: str,
 ):  # fmt: skip
+    if action != "rollback":  # a rollback's alert is raised once it is done (``rollback`` kind)
+        guard_breach(cfg, version=result.champion, message=message, session=s)
     return audit.record(
         s,
         action=ALERT,

@@ -49,6 +49,7 @@ def open_deployment(
         reason=reason,
         details={},
         started_at=started_at or utcnow(),
+        config_revision=cfg.revision,
     )
     session.add(dep)
     session.flush()
@@ -171,6 +172,7 @@ def as_dict(dep: Deployment, events: list[DeploymentEvent] | None = None) -> dic
         "outcome": dep.outcome,
         "started_at": dep.started_at.isoformat() if dep.started_at else None,
         "finished_at": dep.finished_at.isoformat() if dep.finished_at else None,
+        "config_revision": dep.config_revision,
     }
     session = object_session(dep)
     marked = version_marks(session) if session is not None else {}

@@ -21,6 +21,7 @@ ACTIVE = ("pending", "deploying", "deployed", "canary", "baked")
 
 _REJECTED = {
     "gate_failed": "rejected by the gate",
+    "rejected": "rejected by the approver",
     "failed": "failed to deploy",
     "rolled_back": "rejected by the canary",
     "aborted": "ended by a manual rollback",

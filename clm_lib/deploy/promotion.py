@@ -45,12 +45,27 @@ def _scores(session, version: str | None) -> dict[str, float] | None:
     return dict(ev.scores) if ev else None
 
 
+def _removed_task(session, version: str, champion: str | None) -> str | None:
+    """The task the candidate's run took out of the champion (``clm_lib.training.removal``), if it is this one's."""
+    from clm_lib.db.models import TrainingRun
+
+    run = session.scalars(select(TrainingRun).where(TrainingRun.model_version == version)).first()
+    removed = (run.trigger or {}).get("remove_task") if run is not None else None
+    return str(removed) if removed and run.parent_model_version == champion else None
+
+
 def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateResult:
     """Gate ``version`` against ``champion``; record the decision (clm's DB and an MLflow tag)."""
     candidate_scores = _scores(session, version)
     if candidate_scores is None:
         raise RegistryError(f"version {version} has no evaluation in clm's database; it cannot be gated")
-    result = decide(candidate_scores, _scores(session, champion), cfg.gate)
+    champion_scores = _scores(session, champion)
+    removed = _removed_task(session, version, champion)
+    if removed and champion_scores:  # a task an operator removed on purpose is not a regression of the candidate
+        champion_scores = {t: s for t, s in champion_scores.items() if t != removed}
+    result = decide(candidate_scores, champion_scores, cfg.gate)
+    if removed:
+        result.reasons.insert(0, f"{removed}: removed on purpose (remove_task), not compared")
     session.add(
         GateDecision(
             model_name=cfg.registry.model_name,

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from clm_lib.alerts.sources import rolled_back
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.deploy import history, safety
@@ -101,6 +102,13 @@ def _set(cfg: ClmConfig, deployment_id: int, **fields: Any) -> None:
             setattr(dep, key, value)
 
 
+def used_plan(cfg: ClmConfig) -> dict[str, Any]:
+    """What a promotion records of its configuration: strategy, traffic steps, bake window and safety rules."""
+    d = cfg.deploy
+    return {"strategy": d.strategy, "steps": d.steps(), "bake_seconds": d.bake_seconds,
+            "rules": d.rules.model_dump(mode="json")}  # fmt: skip
+
+
 def start(cfg: ClmConfig, version: str | None = None, *, actor: str | None = None, reason: str = "") -> int:
     """Open a promotion of ``version`` (default: the challenger) and run the gate; returns the deployment id."""
     version = version or alias_version(cfg, CHALLENGER)
@@ -124,12 +132,13 @@ def start(cfg: ClmConfig, version: str | None = None, *, actor: str | None = Non
             s, cfg, kind="promotion", version=version, from_version=champion,
             strategy=cfg.deploy.strategy, status="pending", actor=actor, reason=reason,
         )  # fmt: skip
+        dep.details = {"plan": used_plan(cfg)}  # the settings it ran with, should the config change meanwhile
         if champion == version:
             history.event(s, dep, "gate", "info", f"version {version} is already the champion")
             history.finish(s, dep, "skipped", "already champion")
             return dep.id
         result = gate(cfg, s, version, champion)
-        dep.details = {"gate": result.reasons}
+        dep.details = {**dep.details, "gate": result.reasons}
         history.event(s, dep, "gate", "ok" if result.passed else "failed", "; ".join(result.reasons))
         if not result.passed:
             history.finish(s, dep, "gate_failed", f"gate failed against champion {champion}")
@@ -327,6 +336,7 @@ def _roll_back(cfg: ClmConfig, deployment_id: int, be: ServingBackend, why: str,
         version = dep.version
     client(cfg).set_model_version_tag(cfg.registry.model_name, version, "clm.deploy", f"{status}: {why}"[:5000])
     log.warning("deployment #%s: %s", deployment_id, outcome)
+    rolled_back(cfg, version=version, deployment_id=deployment_id, how="canary", why=outcome)
     return status
 
 
@@ -379,7 +389,16 @@ def rollout(
     backend: ServingBackend | None = None,
     golden: GoldenProbe | None = AUTO,
 ) -> RolloutResult:
-    """The whole promotion in this process: gate, deploy, traffic steps with bake windows, aliases."""
+    """The whole promotion in this process: gate, deploy, traffic steps with bake windows, aliases.
+
+    Refused when ``deploy.require_approval`` is on: approval is asked in Airflow (``clm_promotion``), and a
+    promotion run in this process would reach traffic without it."""
+    if cfg.deploy.require_approval:
+        raise DeployError(
+            "deploy.require_approval is on: a promotion needs a person's approval, which only the clm_promotion DAG "
+            "asks for; trigger it (the Serving screen, POST /clm/api/v1/promote, or "
+            "`airflow dags trigger clm_promotion -c '{\"version\": \"N\"}'`)"
+        )
     deployment_id = start(cfg, version, actor=actor, reason=reason)
     if cfg.deploy.strategy != "alias" and _snapshot(cfg, deployment_id)["status"] == "pending":
         be = serving_backend(cfg, backend)

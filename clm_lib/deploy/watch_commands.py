@@ -7,8 +7,7 @@ import json
 
 import click
 
-from clm_lib.config import load_config
-from clm_lib.deploy.commands import _actor
+from clm_lib.deploy.commands import _actor, live
 
 
 @click.group("deploy")
@@ -24,7 +23,7 @@ def reconcile_cmd(ctx: click.Context, as_json: bool) -> None:
     when one could not be settled."""
     from clm_lib.deploy.reconciler import reconcile
 
-    result = reconcile(load_config(), actor=_actor())
+    result = reconcile(live(), actor=_actor())
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.summary())
     ctx.exit(0 if result.ok else 1)
 
@@ -38,7 +37,7 @@ def guard_cmd(ctx: click.Context, force: bool, as_json: bool) -> None:
     not do its job (serving unreadable, the rollback refused)."""
     from clm_lib.deploy.guard import guard
 
-    r = guard(load_config(), actor=_actor(), force=force)
+    r = guard(live(), actor=_actor(), force=force)
     if as_json:
         click.echo(json.dumps(r.as_dict(), indent=2))
     else:

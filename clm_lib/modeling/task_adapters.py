@@ -136,3 +136,67 @@ def adapter_kwargs(model: Any, prompts: Sequence[str], tasks: Sequence[str | Non
     through its adapter (PEFT mixed-batch inference); ``{}`` for a model with a single adapter."""
     routing = routing_of(model)
     return {"adapter_names": routing.assign(prompts, tasks)} if routing is not None else {}
+
+
+# --- what a screen may read without loading a model ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterFacts:
+    """One LoRA adapter as its files describe it."""
+
+    name: str
+    rank: int | None
+    """LoRA ``r`` from ``adapter_config.json`` (None: unreadable)."""
+    alpha: float | None
+    target_modules: list[str]
+    size_bytes: int | None
+    """Size of its weights file (None: missing)."""
+
+
+def adapter_facts(path: Path, name: str) -> AdapterFacts:
+    """Rank, alpha, targets and weight size of the PEFT adapter saved at ``path`` (no torch, no model)."""
+    path = Path(path)
+    rank = alpha = None
+    targets: list[str] = []
+    try:
+        conf = json.loads((path / "adapter_config.json").read_text())
+        rank = int(conf["r"]) if conf.get("r") is not None else None
+        alpha = float(conf["lora_alpha"]) if conf.get("lora_alpha") is not None else None
+        raw = conf.get("target_modules") or []
+        targets = sorted(raw) if isinstance(raw, list) else [str(raw)]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    weights = [p for p in (path / "adapter_model.safetensors", path / "adapter_model.bin") if p.is_file()]
+    return AdapterFacts(name, rank, alpha, targets, weights[0].stat().st_size if weights else None)
+
+
+def held_out_mask(router: TaskRouter) -> Any:
+    """Which remembered rows the router held out of its fit: the split ``TaskRouter._fit_memory`` made (same keys,
+    same fraction, every task keeping one training row), so counts on them are measured on unseen prompts."""
+    import numpy as np
+
+    memory = router.memory
+    fraction = float(router.settings.get("holdout_fraction", 0.2))
+    held = (memory.keys % 10_000) < fraction * 10_000
+    for t in range(len(memory.tasks)):
+        if not (~held & (memory.labels == t)).any():
+            held[memory.labels == t] = False
+    return np.asarray(held, dtype=bool)
+
+
+def routing_counts(router: TaskRouter, predictor: TaskRouter | None = None) -> dict[str, dict[str, int]]:
+    """True task -> {task whose adapter answers: prompts} over ``router``'s held-out remembered prompts, routed by
+    ``predictor`` (default ``router`` itself; a refitted router may route the same prompts elsewhere)."""
+    predictor = predictor or router
+    held = held_out_mask(router)
+    memory = router.memory
+    if not held.any():
+        return {}
+    predicted = predictor._scores(memory.features[held]).argmax(1)
+    out: dict[str, dict[str, int]] = {}
+    for truth, guess in zip(memory.labels[held].tolist(), predicted.tolist(), strict=True):
+        row = out.setdefault(memory.tasks[truth], {})
+        name = predictor.tasks[guess]
+        row[name] = row.get(name, 0) + 1
+    return out

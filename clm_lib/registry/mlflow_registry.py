@@ -103,6 +103,7 @@ def lineage_tags(run: TrainingRun) -> dict[str, str]:
         "clm.training_run_id": run.id,
         "clm.parent_version": run.parent_model_version or "",
         "clm.config_hash": run.config_hash,
+        "clm.config_revision": str(run.config_revision or ""),
         "clm.base_model": run.base_model,
         "clm.delta.curated_version": str(run.curated_version),
         "clm.delta.previous_curated_version": str(run.previous_curated_version),

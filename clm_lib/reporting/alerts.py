@@ -1,123 +1,127 @@
-"""Open alerts: what went wrong and may need a person, most recent first, each with the screen that shows it.
+"""The Alerts screen and the Overview's open alerts: alerts from the ``alerts`` table (:mod:`clm_lib.alerts`),
+filtered and paged, each with its delivery attempts, and how each channel's deliveries are going.
 
-clm has no alerts table yet: :func:`open_alerts` derives them from what exists (automatic rollbacks, guard
-breaches in the audit log, gate refusals, ingestion batches given up, failed or interrupted training runs). It is
-the one function the Overview screen and ``GET /clm/api/v1/alerts`` call, so a later alerts table replaces it
-alone.
+:func:`open_alerts` is what the Overview shows (open and not yet acknowledged, most recently seen first);
+:func:`alerts_page` is the Alerts screen and ``GET /clm/api/v1/alerts``; :func:`alert_detail` is one alert with its
+delivery attempts (``GET /clm/api/v1/alerts/{id}``). Messages are pipeline text: escape them where shown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clm_lib.db.models import AuditEntry, Deployment, GateDecision, IngestionBatch, TrainingRun
-from clm_lib.deploy.guard import ALERT
-from clm_lib.reporting.stores import utc
-from clm_lib.training.stale import INTERRUPTED
+from clm_lib.alerts.config import SEVERITIES
+from clm_lib.alerts.core import KINDS, AlertNotFound, AlertView, view
+from clm_lib.alerts.delivery import ChannelState, channel_states
+from clm_lib.config import ClmConfig
+from clm_lib.db.models import Alert as AlertRow
+from clm_lib.db.models import AlertDelivery
+from clm_lib.reporting.stores import reading
 
-AlertKind = Literal["rollback", "guard_breach", "gate_refused", "ingestion_gave_up", "training_failed"]
-ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
+Alert = AlertView
+"""One alert as shown (the Overview's type)."""
+AlertKind = Literal["drift_retrain", "gate_refused", "rollback", "guard_breach", "dag_failed", "store_unreachable"]
+ALERT_KINDS: tuple[str, ...] = KINDS
+Status = Literal["open", "acknowledged", "resolved", "all"]
+STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
 MAX_ALERTS = 500
-"""Per kind, the newest ones considered: an installation with thousands of failures shows the recent ones."""
+MAX_DELIVERIES = 100
+"""Delivery attempts shown for one alert, newest first."""
+MAX_LISTED_DELIVERIES = 10
+"""Delivery attempts shown per alert in a list."""
+__all__ = ["ALERT_KINDS", "MAX_ALERTS", "Alert", "AlertKind", "AlertNotFound", "AlertsPage", "alert_detail",
+           "alerts_page", "open_alerts"]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Alert:
-    kind: str
-    """One of :data:`ALERT_KINDS`."""
-    at: datetime | None
-    title: str
-    detail: str
-    """Text from the stores (an error, a reason): untrusted, escape it where shown."""
-    target: str
-    """What it is about: ``deployment:12``, ``model:3``, ``ingestion_batch:b-1``, ``training_run:tr-4``."""
-    screen: str
-    """Path under ``/pluginsv2/clm`` of the screen that shows it."""
+@dataclass
+class AlertsPage:
+    """One page of alerts with the filters that chose them, and each channel's delivery state."""
+
+    generated_at: datetime
+    status: str
+    """open (not acknowledged, not resolved), acknowledged (not resolved), resolved, or all."""
+    kind: str | None
+    severity: str | None
+    """At or above this severity (None: all)."""
+    items: list[AlertView]
+    total: int
+    offset: int
+    limit: int
+    channels: list[ChannelState] = field(default_factory=list)
+    """email, webhook, apprise: ok, failing since when, never tried, or disabled."""
 
 
-def open_alerts(session: Session, *, kind: str | None = None, limit: int = MAX_ALERTS) -> list[Alert]:
-    """Every alert of ``kind`` (all kinds when None), newest first, at most ``limit``."""
-    limit = max(0, min(limit, MAX_ALERTS))
-    found: list[Alert] = []
-    for name, read in _READERS.items():
-        if kind in (None, name):
-            found.extend(read(session, limit))
-    found.sort(key=lambda a: (a.at is not None, a.at or datetime.min), reverse=True)
-    return found[:limit]
+def _query(status: str, kind: str | None, severity: str | None):
+    q = select(AlertRow)
+    if status == "open":
+        q = q.where(AlertRow.resolved_at.is_(None), AlertRow.acknowledged_at.is_(None))
+    elif status == "acknowledged":
+        q = q.where(AlertRow.resolved_at.is_(None), AlertRow.acknowledged_at.is_not(None))
+    elif status == "resolved":
+        q = q.where(AlertRow.resolved_at.is_not(None))
+    if kind:
+        q = q.where(AlertRow.kind == kind)
+    if severity:
+        q = q.where(AlertRow.severity.in_(SEVERITIES[SEVERITIES.index(severity) :]))
+    return q
 
 
-def _rollbacks(session: Session, limit: int) -> list[Alert]:
-    rows = session.scalars(
-        select(Deployment).where(Deployment.status == "rolled_back").order_by(Deployment.id.desc()).limit(limit)
-    )
-    return [
-        Alert("rollback", utc(d.finished_at or d.started_at), f"v{d.version} rolled back automatically",
-              d.outcome or "", f"deployment:{d.id}", f"/serving?rolled_back={d.id}")
-        for d in rows
-    ]  # fmt: skip
+def list_alerts(
+    session: Session, *, status: str = "open", kind: str | None = None, severity: str | None = None,
+    offset: int = 0, limit: int = 50,
+) -> tuple[list[AlertView], int]:  # fmt: skip
+    """Alerts matching the filters, most recently seen first, and how many match in all."""
+    q = _query(status, kind, severity)
+    total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = session.scalars(q.order_by(AlertRow.last_seen.desc(), AlertRow.id.desc()).offset(offset).limit(limit))
+    return [view(a) for a in rows], total
 
 
-def _guard_breaches(session: Session, limit: int) -> list[Alert]:
-    rows = session.scalars(
-        select(AuditEntry).where(AuditEntry.action == ALERT).order_by(AuditEntry.id.desc()).limit(limit)
-    )
-    out = []
-    for e in rows:
-        details = e.details or {}
-        what = str(details.get("kind") or "alert").replace("_", " ")
-        out.append(Alert("guard_breach", utc(e.at), f"{what} on {e.target}", e.reason or "", f"audit:{e.id}",
-                         "/serving"))  # fmt: skip
+def open_alerts(session: Session, *, kind: str | None = None, limit: int = MAX_ALERTS) -> list[AlertView]:
+    """Open, unacknowledged alerts of ``kind`` (all kinds when None), most recently seen first, at most ``limit``."""
+    return list_alerts(session, kind=kind, limit=max(0, min(limit, MAX_ALERTS)))[0]
+
+
+def alert_detail(session: Session, alert_id: int) -> AlertView:
+    """One alert with its delivery attempts, newest first; :class:`AlertNotFound` naming the id."""
+    row = session.get(AlertRow, alert_id)
+    if row is None:
+        raise AlertNotFound(f"alert {alert_id} does not exist")
+    out = view(row)
+    _attach_deliveries(session, [out], per_alert=MAX_DELIVERIES)
     return out
 
 
-def _gate_refusals(session: Session, limit: int) -> list[Alert]:
-    rows = session.scalars(
-        select(GateDecision).where(GateDecision.passed.is_(False)).order_by(GateDecision.id.desc()).limit(limit)
-    )
-    return [
-        Alert("gate_refused", utc(g.decided_at), f"gate refused v{g.model_version}",
-              "; ".join(str(r) for r in g.reasons or []), f"model:{g.model_version}", f"/report/{g.model_version}")
-        for g in rows
-    ]  # fmt: skip
+def _attach_deliveries(session: Session, alerts: list[AlertView], *, per_alert: int) -> None:
+    """Each alert's newest delivery attempts, in one query for the lot."""
+    if not alerts:
+        return
+    by_id = {a.id: a for a in alerts}
+    # Attempts per alert are bounded (alerts.max_attempts per channel), so the lot is read without a limit.
+    rows = session.scalars(select(AlertDelivery).where(AlertDelivery.alert_id.in_(by_id))
+                           .order_by(AlertDelivery.id.desc()))  # fmt: skip
+    for d in rows:
+        tries = by_id[d.alert_id].deliveries
+        if len(tries) < per_alert:
+            at = d.at.replace(tzinfo=UTC) if d.at.tzinfo is None else d.at
+            tries.append({"channel": d.channel, "attempt": d.attempt, "status": d.status, "error": d.error, "at": at})
 
 
-def _ingestion_gave_up(session: Session, limit: int) -> list[Alert]:
-    rows = session.scalars(
-        select(IngestionBatch)
-        .where(IngestionBatch.status == "gave_up")
-        .order_by(IngestionBatch.started_at.desc())
-        .limit(limit)
-    )
-    return [
-        Alert("ingestion_gave_up", utc(b.finished_at or b.started_at), f"gave up ingesting {b.source}",
-              b.error or "", f"ingestion_batch:{b.id}", "/ingestion?status=gave_up")
-        for b in rows
-    ]  # fmt: skip
-
-
-def _training_failed(session: Session, limit: int) -> list[Alert]:
-    rows = session.scalars(
-        select(TrainingRun)
-        .where(TrainingRun.status.in_(("failed", INTERRUPTED)))
-        .order_by(TrainingRun.started_at.desc())
-        .limit(limit)
-    )
-    return [
-        Alert("training_failed", utc(r.finished_at or r.started_at), f"training run {r.id} {r.status}",
-              r.error or "", f"training_run:{r.id}", "/")
-        for r in rows
-    ]  # fmt: skip
-
-
-_READERS = {
-    "rollback": _rollbacks,
-    "guard_breach": _guard_breaches,
-    "gate_refused": _gate_refusals,
-    "ingestion_gave_up": _ingestion_gave_up,
-    "training_failed": _training_failed,
-}
+def alerts_page(
+    cfg: ClmConfig, *, status: str = "open", kind: str | None = None, severity: str | None = None,
+    offset: int = 0, limit: int = 50,
+) -> AlertsPage:  # fmt: skip
+    """The Alerts screen; :class:`~clm_lib.reporting.stores.StoreDown` (which store, since when) when clm's
+    database cannot be read."""
+    page = AlertsPage(datetime.now(UTC), status, kind, severity, [], 0, offset, limit)
+    with reading(cfg.database_url) as s:
+        page.items, page.total = list_alerts(s, status=status, kind=kind, severity=severity, offset=offset,
+                                             limit=limit)  # fmt: skip
+        _attach_deliveries(s, page.items, per_alert=MAX_LISTED_DELIVERIES)
+        page.channels = channel_states(s, cfg.alerts)
+    return page

@@ -14,30 +14,22 @@ versions, and which training runs read which version.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import computed_field
 from sqlalchemy import or_, select
 
 from clm_lib.config import ClmConfig
 from clm_lib.data import lake
 from clm_lib.db.models import IngestionBatch, TrainingRun
-from clm_lib.reporting.ingestion import (
-    PAGE_SIZE,
-    BadFilter,
-    NotFound,
-    StoreDown,
-    database,
-    file_stats,
-    int_arg,
-    lake_failed,
-    open_table,
-    read_columns,
-)
-from clm_lib.reporting.stores import redact_url, utc
+from clm_lib.reporting.params import PAGE_SIZE, BadFilter, NotFound, int_arg
+from clm_lib.reporting.reads import database, file_stats, lake_failed, open_table, read_columns
+from clm_lib.reporting.schema import DOCUMENTED
+from clm_lib.reporting.stores import StoreDown, redact_url, utc
 
 KEYS: dict[str, tuple[str, ...]] = {
     "raw": ("batch_id", "line"),
@@ -62,6 +54,10 @@ SAMPLE_FIELDS = ("id", "task", "prompt", "response", "split", "source", "batch_i
 
 @dataclass(frozen=True)
 class TableInfo:
+    """One lake table: its latest version, rows, files and last commit."""
+
+    __pydantic_config__ = DOCUMENTED
+
     name: str
     exists: bool
     version: int | None
@@ -74,15 +70,12 @@ class TableInfo:
     uri: str
     """Credentials removed."""
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["last_commit_at"] = self.last_commit_at.isoformat() if self.last_commit_at else None
-        return out
-
 
 @dataclass(frozen=True)
 class RunRef:
     """A training run that read a version, and how."""
+
+    __pydantic_config__ = DOCUMENTED
 
     id: str
     status: str
@@ -95,20 +88,18 @@ class RunRef:
     previous_curated_version: int | None
     replay_version: int | None
 
+    @computed_field
     @property
     def describe(self) -> str:
+        """How the run read the version, in words."""
         return ROLES[self.role]
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("started_at", "finished_at"):
-            out[key] = out[key].isoformat() if out[key] else None
-        return {**out, "describe": self.describe}
 
 
 @dataclass(frozen=True)
 class Commit:
     """One version of a table."""
+
+    __pydantic_config__ = DOCUMENTED
 
     version: int
     timestamp: datetime | None
@@ -121,13 +112,7 @@ class Commit:
     batches: list[str]
     """Ingestion batches whose rows this version added."""
     runs: list[RunRef] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in asdict(self).items() if k not in ("runs", "timestamp")},
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
-            "runs": [r.as_dict() for r in self.runs],
-        }
+    """Training runs that read this version."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +128,10 @@ class History:
 
 @dataclass(frozen=True)
 class TaskDelta:
+    """Rows of one task added and removed between two versions."""
+
+    __pydantic_config__ = DOCUMENTED
+
     task: str
     added: int
     removed: int
@@ -151,6 +140,8 @@ class TaskDelta:
 @dataclass(frozen=True)
 class Diff:
     """What ``to_version`` of ``table`` holds that ``from_version`` did not (added), and the reverse (removed)."""
+
+    __pydantic_config__ = DOCUMENTED
 
     table: str
     from_version: int
@@ -164,9 +155,6 @@ class Diff:
     samples_removed: list[dict[str, Any]]
     files_read: int
     """Data files the diff had to read (only those in one version and not the other)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tasks": [asdict(t) for t in self.tasks]}
 
 
 def _timestamp(ms: Any) -> datetime | None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
+from pydantic import Field, computed_field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from clm_lib.db.models import DriftReport, TrainingRun
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import utc
 
 
@@ -28,6 +31,8 @@ class TrainingLink:
 @dataclass(frozen=True)
 class Verdict:
     """One detector's result in one check, and what the policy made of it."""
+
+    __pydantic_config__ = DOCUMENTED
 
     detector: str
     status: str
@@ -54,6 +59,8 @@ class Verdict:
 class Check:
     """One drift check: every detector's verdict, the decision, the Delta versions compared."""
 
+    __pydantic_config__ = DOCUMENTED
+
     check_id: str
     checked_at: datetime | None
     retrain_requested: bool
@@ -61,7 +68,9 @@ class Check:
     reference_version: int | None
     current_version: int | None
     champion_version: str | None
-    training: TrainingLink | None
+    training: Annotated[TrainingLink | None, Field(exclude=True)]
+    """The training run the check started. Left out of REST answers: they reach a check from that run (``GET
+    /v1/training/runs/{id}``), and ``summary`` names it."""
 
     @property
     def fired(self) -> list[Verdict]:
@@ -80,8 +89,10 @@ class Check:
         """Detectors that could not judge (insufficient data, an error): never counted as "no drift"."""
         return [v for v in self.verdicts if v.drift is None]
 
+    @computed_field
     @property
     def summary(self) -> str:
+        """The decision in words: which detectors requested retraining (and the run that followed), or why not."""
         if self.retrain_requested:
             started = f" → {self.training.training_run_id}" if self.training else ", not taken up yet"
             version = f" (v{self.training.model_version})" if self.training and self.training.model_version else ""

@@ -15,12 +15,17 @@ from sqlalchemy import func, select
 from clm_lib.config import ClmConfig
 from clm_lib.db.models import Deployment, DriftReport, Evaluation, IngestionBatch, TrainingRun
 from clm_lib.reporting.overview import registry_state
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import StoreDown, missing_sqlite, reading
 from clm_lib.reporting.stores import utc as _utc
 
 
 @dataclass(frozen=True)
 class Step:
+    """One of the five steps of clm, and how far this installation has got with it."""
+
+    __pydantic_config__ = DOCUMENTED
+
     number: int
     title: str
     what: str
@@ -36,6 +41,10 @@ class Step:
 
 @dataclass(frozen=True)
 class GettingStarted:
+    """The Getting started page: the steps, and the commands of the demo and of a real setup."""
+
+    __pydantic_config__ = DOCUMENTED
+
     generated_at: datetime
     steps: list[Step]
     problems: list[str]

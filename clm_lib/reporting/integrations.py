@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from clm_lib.config import DEFAULT_CONFIG, ENV_PREFIX, WELL_KNOWN_ENV, ClmConfig
 from clm_lib.reporting import stores
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import first_line, missing_sqlite, redact_url
 from clm_lib.services.health import MLFLOW_HEALTH_PATH, http_ok
 
@@ -45,6 +46,10 @@ CONNECTION_KEYS = {
 
 @dataclass(frozen=True)
 class Integration:
+    """One store or service clm depends on, as checked now."""
+
+    __pydantic_config__ = DOCUMENTED
+
     name: str
     state: str
     """reachable, unreachable or not configured."""
@@ -61,6 +66,10 @@ class Integration:
 
 @dataclass(frozen=True)
 class IntegrationsPage:
+    """Every integration's state."""
+
+    __pydantic_config__ = DOCUMENTED
+
     generated_at: datetime
     integrations: list[Integration]
 
@@ -88,7 +97,7 @@ def build_integrations(
     ]  # fmt: skip
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         done = list(pool.map(_run, checks))
-    return IntegrationsPage(datetime.now(UTC), done)
+    return IntegrationsPage(datetime.now(UTC), done + alert_channels(cfg))
 
 
 def _run(check: _Check) -> Integration:
@@ -238,3 +247,32 @@ def tcp(url: str) -> str | None:
             return None
     except OSError as exc:
         return exc.strerror or str(exc) or type(exc).__name__
+
+
+def alert_channels(cfg: ClmConfig) -> list[Integration]:
+    """The alert channels (``alerts:``) as their deliveries went: the newest attempt sent (reachable), failed
+    (unreachable, since the first failure after the last success, with its error), none yet, or disabled."""
+    from clm_lib.alerts.delivery import CHANNELS, channel_states
+
+    where = {"email": "alerts.email.smtp_conn_id", "webhook": "alerts.webhook", "apprise": "alerts.apprise.conn_id"}
+    states, problem = {}, ""
+    try:
+        with stores.reading(cfg.database_url) as s:
+            states = {c.channel: c for c in channel_states(s, cfg.alerts)}
+    except stores.StoreDown as exc:
+        problem = f"deliveries unknown: {exc.problem}"
+    out = []
+    for name in CHANNELS:
+        c, since = states.get(name), None
+        if name not in cfg.alerts.channels():
+            state, detail = "not configured", f"alerts.{name}.enabled is false"
+        elif c is None:
+            state, detail = "unknown", problem
+        elif c.state == "failing":
+            state, detail, since = "unreachable", f"delivery failing: {c.last_error}", c.failing_since
+        elif c.last_ok_at is not None:
+            state, detail = "reachable", f"last alert sent {c.last_ok_at:%Y-%m-%d %H:%M} UTC"
+        else:
+            state, detail = "untried", "enabled; no alert sent yet"
+        out.append(Integration(f"Alerts: {name}", state, detail, "", where[name], None, since))
+    return out

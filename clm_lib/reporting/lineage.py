@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from clm_lib.config import ClmConfig
 from clm_lib.db.models import Deployment, Evaluation, GateDecision, IngestionBatch, TrainingRun
-from clm_lib.reporting.ingestion import clip, database
+from clm_lib.reporting.display import clip
 from clm_lib.reporting.overview import RegistryState, registry_state
+from clm_lib.reporting.reads import database
 from clm_lib.reporting.report import VERSION, UnknownVersion
 from clm_lib.reporting.stores import utc
 

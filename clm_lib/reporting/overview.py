@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import Field, computed_field
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +29,7 @@ from clm_lib.registry.aliases import CHALLENGER, CHAMPION
 from clm_lib.reporting import charts
 from clm_lib.reporting.alerts import Alert, open_alerts
 from clm_lib.reporting.integrations import tcp
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import first_line as _first_line
 from clm_lib.reporting.stores import missing_sqlite as _missing_sqlite
 from clm_lib.reporting.stores import redact_url
@@ -43,6 +45,8 @@ _MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQU
 @dataclass(frozen=True)
 class AliasedVersion:
     """The model version an alias points at, with what clm knows about it."""
+
+    __pydantic_config__ = DOCUMENTED
 
     alias: str
     version: str
@@ -68,19 +72,27 @@ class RegisteredVersion:
 class RegistryState:
     """MLflow as the page sees it. ``status``: ok, empty (nothing registered yet) or unreachable."""
 
+    __pydantic_config__ = DOCUMENTED
+
     status: Literal["ok", "empty", "unreachable"]
     message: str
     tracking_uri: str
     """Credentials removed: this string is shown to users."""
     champion: AliasedVersion | None = None
     challenger: AliasedVersion | None = None
-    aliases_by_version: dict[str, list[str]] = field(default_factory=dict)
-    versions: dict[str, RegisteredVersion] | None = None
+    # The two below are lookups the screens build from MLflow: left out of REST answers (GET /v1/registry lists
+    # the versions and their aliases, paged).
+    aliases_by_version: Annotated[dict[str, list[str]], Field(exclude=True)] = field(default_factory=dict)
+    versions: Annotated[dict[str, RegisteredVersion] | None, Field(exclude=True)] = None
     """Every version of the model, when asked for (``registry_state(cfg, versions=True)``) and readable."""
 
 
 @dataclass(frozen=True)
 class GateVerdict:
+    """What the promotion gate decided about a candidate."""
+
+    __pydantic_config__ = DOCUMENTED
+
     passed: bool
     reasons: list[str]
     champion_version: str | None
@@ -98,6 +110,8 @@ class GateVerdict:
 class Candidate:
     """One training run and what became of its output."""
 
+    __pydantic_config__ = DOCUMENTED
+
     training_run_id: str
     status: str
     model_version: str | None
@@ -109,14 +123,17 @@ class Candidate:
     backward_transfer: float | None
     gate: GateVerdict | None
     aliases: list[str]
-    airflow_dag_id: str | None
-    airflow_run_id: str | None
+    # Left out of REST answers: GET /v1/training/runs/{id} links the run to Airflow (``airflow_path``).
+    airflow_dag_id: Annotated[str | None, Field(exclude=True)]
+    airflow_run_id: Annotated[str | None, Field(exclude=True)]
     error: str | None
 
 
 @dataclass(frozen=True)
 class LatestMatrix:
     """The accuracy matrix R of the newest evaluation: row i = after update i, column j = task j."""
+
+    __pydantic_config__ = DOCUMENTED
 
     training_run_id: str
     model_version: str | None
@@ -133,6 +150,10 @@ class LatestMatrix:
 
 @dataclass(frozen=True)
 class Count:
+    """How many of one kind."""
+
+    __pydantic_config__ = DOCUMENTED
+
     label: str
     value: int
 
@@ -140,6 +161,8 @@ class Count:
 @dataclass(frozen=True)
 class Batch:
     """One ingested landing file. Its counts reconcile: in = curated + quarantined + duplicates."""
+
+    __pydantic_config__ = DOCUMENTED
 
     id: str
     source: str
@@ -153,17 +176,24 @@ class Batch:
     rows_duplicate: int
     per_task: list[Count]
     per_reason: list[Count]
-    notes: list[str]
+    # Left out of REST answers, which show the last batch in brief: GET /v1/ingestion/batches/{id} has them.
+    notes: Annotated[list[str], Field(exclude=True)]
     """What the reader noticed that is not a record problem (blank lines skipped, an empty file)."""
-    error: str | None
+    error: Annotated[str | None, Field(exclude=True)]
 
+    @computed_field
     @property
     def reconciles(self) -> bool:
+        """Every row in went to exactly one place (curated, quarantined or duplicate)."""
         return self.rows_in == self.rows_curated + self.rows_quarantined + self.rows_duplicate
 
 
 @dataclass(frozen=True)
 class Ingestion:
+    """The last ingestion batch, and what all committed batches added up to."""
+
+    __pydantic_config__ = DOCUMENTED
+
     last_batch: Batch | None
     committed_batches: int
     rows_curated: int
@@ -172,6 +202,10 @@ class Ingestion:
 
 @dataclass(frozen=True)
 class AuditLine:
+    """One recent audit entry, in brief."""
+
+    __pydantic_config__ = DOCUMENTED
+
     at: datetime | None
     actor: str
     action: str
@@ -184,6 +218,8 @@ class AuditLine:
 @dataclass(frozen=True)
 class StageHealth:
     """One stage of the loop as its own table records it."""
+
+    __pydantic_config__ = DOCUMENTED
 
     stage: str
     """ingestion, drift, training or serving."""
@@ -200,6 +236,10 @@ class StageHealth:
 
 @dataclass(frozen=True)
 class TrendPoint:
+    """AA and BWT of one model version (its newest evaluation)."""
+
+    __pydantic_config__ = DOCUMENTED
+
     model_version: str
     training_run_id: str
     created_at: datetime | None
@@ -239,7 +279,7 @@ class Overview:
     trend: ForgettingTrend | None = None
     """AA and BWT of each model version, oldest first (None: no evaluation yet)."""
     alerts: list[Alert] = field(default_factory=list)
-    """Open alerts, newest first (:func:`clm_lib.reporting.alerts.open_alerts`)."""
+    """Open, unacknowledged alerts, most recently seen first (:func:`clm_lib.reporting.alerts.open_alerts`)."""
 
     @property
     def is_fresh_install(self) -> bool:

@@ -35,9 +35,10 @@ from clm_lib.deploy.plan import marks
 from clm_lib.redaction import redact_text
 from clm_lib.registry.aliases import ALL as ALIASES
 from clm_lib.registry.mlflow_registry import flat_params
-from clm_lib.reporting.ingestion import PAGE_SIZE, BadFilter, database, int_arg, text_arg
 from clm_lib.reporting.lineage import Drawing, LineageGraph, known, layout, lineage_of
 from clm_lib.reporting.overview import GateVerdict, RegistryState, registry_state
+from clm_lib.reporting.params import PAGE_SIZE, BadFilter, int_arg, text_arg
+from clm_lib.reporting.reads import database
 from clm_lib.reporting.report import VERSION, Lineage, UnknownVersion, run_lineage, scores_of
 from clm_lib.reporting.stores import StoreDown, utc
 

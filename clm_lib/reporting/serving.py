@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
+from clm_lib.db.models import Deployment
 from clm_lib.deploy.state import (
     NO_SERVING,
     NOT_STARTED,
@@ -32,6 +34,7 @@ from clm_lib.deploy.state import (
 from clm_lib.registry.aliases import ALL
 from clm_lib.reporting import deployments
 from clm_lib.reporting.deployments import DeploymentView
+from clm_lib.reporting.next_promotion import NextPromotion, build_next_promotion
 from clm_lib.reporting.overview import RegistryState, registry_state
 from clm_lib.reporting.stores import first_line, redact_url
 
@@ -68,6 +71,10 @@ class ServingPage:
     """Who changes what serves right now (the deploy lock's holder)."""
     marks: dict[str, str] = field(default_factory=dict)
     """Versions rolled back or rejected (and not champion since), and why: shown wherever a version is named."""
+    next_promotion: NextPromotion | None = None
+    """How the next promotion will go (from the live configuration) and what may be promoted."""
+    plans: dict[int, str] = field(default_factory=dict)
+    """Per listed promotion, the strategy, steps and bake window it recorded when it started, in words."""
 
 
 def build_serving(
@@ -80,7 +87,7 @@ def build_serving(
 ) -> ServingPage:
     """:func:`~clm_lib.deploy.state.read_serving`'s reading, MLflow's cards and clm's deployment history in a
     :class:`ServingPage`; never raises for a missing or dead store or server."""
-    registry = registry_state(cfg)
+    registry = registry_state(cfg, versions=True)
     aliases = dict.fromkeys(ALL)
     for version, names in registry.aliases_by_version.items():
         aliases.update({a: version for a in names if a in aliases})
@@ -88,12 +95,14 @@ def build_serving(
         cfg, backend=backend, aliases=aliases, registry_status=registry.status, read_timeout_s=read_timeout_s
     )
     history: list[DeploymentView] = []
+    plans: dict[int, str] = {}
     focused = None
     problem = state.database_problem
     if problem is None:
         try:
             with session_scope(cfg.database_url) as s:
                 history, focused = deployments.read(s, limit=history_limit, focus=focus)
+                plans = _plans(s, {d.id for d in history} | ({focused.id} if focused else set()))
         except SQLAlchemyError as exc:
             log.warning("serving page: cannot read clm database %s", redact_url(cfg.database_url), exc_info=True)
             problem = f"cannot read clm's database: {first_line(exc)}. Run `clm init` to create or migrate it."
@@ -115,4 +124,31 @@ def build_serving(
         rollback=state.rollback,
         lock_holder=state.lock_holder,
         marks=state.marks,
+        next_promotion=build_next_promotion(cfg, registry),
+        plans=plans,
     )
+
+
+def _plans(session, ids: set[int]) -> dict[int, str]:
+    rows = session.execute(select(Deployment.id, Deployment.details).where(Deployment.id.in_(ids))) if ids else []
+    out = {}
+    for dep_id, details in rows:
+        words = plan_words((details or {}).get("plan") if isinstance(details, dict) else None)
+        if words:
+            out[dep_id] = words
+    return out
+
+
+def plan_words(plan: object) -> str | None:
+    """A recorded plan (:func:`clm_lib.deploy.rollout.used_plan`) in words, e.g. "canary 10 → 50 → 100% · bake
+    60 s"; None when there is none or it is not one (rows written by an older clm)."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("strategy"), str):
+        return None
+    words = plan["strategy"].replace("_", "-")
+    steps = plan.get("steps")
+    if isinstance(steps, list) and steps and all(isinstance(x, int) for x in steps):
+        words += " " + " → ".join(str(x) for x in steps) + "%"
+    bake = plan.get("bake_seconds")
+    if isinstance(bake, int | float) and not isinstance(bake, bool) and plan["strategy"] != "alias":
+        words += f" · bake {bake:g} s"
+    return words

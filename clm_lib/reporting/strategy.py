@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, computed_field
 from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
 from clm_lib.db.models import TrainingRun
 from clm_lib.reporting import charts
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import reading, utc
 from clm_lib.reporting.training import RUN_ID, NotFound
 
@@ -31,6 +33,10 @@ KNOWN = ("replay", "ewc", "distillation", "freezing")
 
 @dataclass(frozen=True)
 class ReplayRecord:
+    """What replay did in a run: the buffer before and after, the versions, the weights."""
+
+    __pydantic_config__ = DOCUMENTED
+
     mix_ratio: float | None = None
     """Configured share of each batch taken from the buffer."""
     effective_mix_ratio: float | None = None
@@ -50,13 +56,19 @@ class ReplayRecord:
     """Why the weights are what they are."""
     replayed: dict[str, int] = field(default_factory=dict)
 
+    @computed_field
     @property
     def dynamic(self) -> bool:
+        """The weights followed the last evaluation's score changes (not the configured ones)."""
         return bool(self.weights_from and self.weights_from.startswith("score changes"))
 
 
 @dataclass(frozen=True)
 class EwcRecord:
+    """What EWC did in a run: its strength, decay and the Fisher it pulled with."""
+
+    __pydantic_config__ = DOCUMENTED
+
     strength: float | None = None
     decay: float | None = None
     normalize: str | None = None
@@ -71,6 +83,10 @@ class EwcRecord:
 
 @dataclass(frozen=True)
 class DistillationRecord:
+    """What distillation did in a run."""
+
+    __pydantic_config__ = DOCUMENTED
+
     weight: float | None = None
     temperature: float | None = None
     top_k: int | None = None
@@ -80,6 +96,10 @@ class DistillationRecord:
 
 @dataclass(frozen=True)
 class FreezingRecord:
+    """What a run froze."""
+
+    __pydantic_config__ = DOCUMENTED
+
     embeddings: bool | None = None
     lowest_blocks: int | None = None
     patterns: list[str] = field(default_factory=list)
@@ -91,6 +111,10 @@ class FreezingRecord:
 
 @dataclass(frozen=True)
 class Segment:
+    """One task's part of the replay buffer."""
+
+    __pydantic_config__ = DOCUMENTED
+
     task: str
     count: int
     share: float
@@ -100,6 +124,8 @@ class Segment:
 @dataclass(frozen=True)
 class RunStrategy:
     """The strategies of one training run, as recorded."""
+
+    __pydantic_config__ = DOCUMENTED
 
     run_id: str
     status: str
@@ -114,6 +140,7 @@ class RunStrategy:
     other: dict[str, dict[str, Any]]
     replay_fraction: float | None
 
+    @computed_field
     @property
     def composition(self) -> list[Segment]:
         """The replay buffer after this run, per task, as shares of it."""
@@ -124,11 +151,17 @@ class RunStrategy:
 
 @dataclass(frozen=True)
 class StrategyHistory:
+    """Succeeded runs' strategies over time."""
+
+    __pydantic_config__ = DOCUMENTED
+
     runs: list[RunStrategy]
     """Oldest first."""
     tasks: list[str]
     """Every task seen in a buffer, in order of first appearance."""
-    chart: charts.Chart | None = None
+    chart: Annotated[charts.Chart | None, Field(exclude=True)] = None
+    """The screen's drawing of the replay fraction (SVG coordinates): left out of REST answers, which carry the
+    numbers it is drawn from."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from pydantic import computed_field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from clm_lib.config import ClmConfig
 from clm_lib.db.models import Deployment, DriftReport, TrainingRun
 from clm_lib.reporting import charts
 from clm_lib.reporting.drift_checks import Check, checks_by_id
+from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import first_line, missing_sqlite, reading, redact_url, utc
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class BadFilter(ValueError):
 class Trigger:
     """What started a run."""
 
+    __pydantic_config__ = DOCUMENTED
+
     kind: str
     """One of :data:`TRIGGER_KINDS`."""
     summary: str
@@ -83,8 +87,11 @@ class Trigger:
 class RunRow:
     """One training run as listed."""
 
+    __pydantic_config__ = DOCUMENTED
+
     id: str
     status: str
+    """running, succeeded, failed, skipped or interrupted."""
     trigger: Trigger
     started_at: datetime | None
     finished_at: datetime | None
@@ -107,6 +114,8 @@ class RunRow:
 class LossCurve:
     """The step losses the recipe stored, thinned to at most :data:`MAX_LOSS_POINTS` points."""
 
+    __pydantic_config__ = DOCUMENTED
+
     source: str | None
     steps: list[int]
     """1-based step of each point."""
@@ -115,22 +124,30 @@ class LossCurve:
     problem: str | None
     """Why there is no curve (no summary file, unreadable), or None."""
 
+    @computed_field
     @property
     def first(self) -> float | None:
+        """The first step's loss."""
         return self.losses[0] if self.losses else None
 
+    @computed_field
     @property
     def last(self) -> float | None:
+        """The last step's loss."""
         return self.losses[-1] if self.losses else None
 
+    @computed_field
     @property
     def lowest(self) -> float | None:
+        """The lowest loss of the curve."""
         return min(self.losses) if self.losses else None
 
 
 @dataclass(frozen=True)
 class MlflowRun:
     """The MLflow run logged for a training run (found by its ``clm.training_run_id`` tag)."""
+
+    __pydantic_config__ = DOCUMENTED
 
     tracking_uri: str
     """Redacted."""
@@ -143,6 +160,10 @@ class MlflowRun:
 
 @dataclass(frozen=True)
 class Promotion:
+    """A promotion (or rollback) of the run's model version."""
+
+    __pydantic_config__ = DOCUMENTED
+
     id: int
     kind: str
     status: str
@@ -153,6 +174,10 @@ class Promotion:
 
 @dataclass(frozen=True)
 class RunDetail:
+    """One training run with the checks that requested it, its loss curve, MLflow run and promotions."""
+
+    __pydantic_config__ = DOCUMENTED
+
     run: RunRow
     checks: list[Check]
     """The drift checks that requested it, every detector's verdict with its statistic."""
@@ -171,6 +196,8 @@ class RunDetail:
 class NextCheck:
     """When ``clm_drift_monitor`` should check next, from the last check clm stored."""
 
+    __pydantic_config__ = DOCUMENTED
+
     last_check_at: datetime | None
     next_at: datetime
     overdue: bool
@@ -179,6 +206,10 @@ class NextCheck:
 
 @dataclass(frozen=True)
 class RunPage:
+    """One page of training runs: ``items`` from ``offset``, at most ``limit`` of ``total``."""
+
+    __pydantic_config__ = DOCUMENTED
+
     items: list[RunRow]
     total: int
     offset: int

@@ -151,7 +151,13 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--owner", required=True, help="Person, team or service the key belongs to (recorded with feedback).")
-@click.option("--scope", "scopes", default="infer", show_default=True, help="infer, feedback or infer,feedback.")
+@click.option(
+    "--scope",
+    "scopes",
+    default="infer",
+    show_default=True,
+    help="A comma-separated subset of infer, feedback, ingest (POST /clm/api/v1/ingest).",
+)
 @_database_errors
 def keys_create(owner: str, scopes: str) -> None:
     """Create a key and print its secret (shown this once; clm stores only a hash)."""

@@ -106,6 +106,14 @@ class ServingConfig(_Section):
     max_queued: int = Field(default=16, ge=1)
     """Generation requests a slot holds at once (the one generating included); one more is a 429 with
     ``Retry-After``, so a burst cannot pile up unbounded work and memory."""
+    metrics_flush_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How often the router writes the minutes that have ended (requests, errors, p50/p95 latency, feedback per
+    version and slot) to ``serving_metrics`` in clm's database, for the Performance screen."""
+    metrics_retention_days: int = Field(default=90, ge=1, le=3650)
+    """Rows of ``serving_metrics`` older than this many days are deleted by the router."""
+    metrics_max_pending: int = Field(default=10080, ge=10)
+    """Minute buckets the router keeps in memory while clm's database cannot be written (a week of one version
+    on one slot); older ones are dropped and counted in ``clm_router_metrics_buckets_dropped``."""
     kubernetes: KubernetesServingConfig = KubernetesServingConfig()
 
     @model_validator(mode="after")

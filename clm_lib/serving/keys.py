@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import computed_field
 from sqlalchemy import select
 
 from clm_lib import audit
@@ -31,8 +32,9 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import ServingApiKey, utcnow
 from clm_lib.errors import ClmError
 
-SCOPES = ("infer", "feedback")
-"""``infer``: completions, chat completions, models. ``feedback``: ``/v1/feedback``."""
+SCOPES = ("infer", "feedback", "ingest")
+"""``infer``: completions, chat completions, models. ``feedback``: ``/v1/feedback``. ``ingest``: records pushed to
+clm's ``POST /clm/api/v1/ingest`` (:mod:`clm_lib.data.push`), not a slot's route."""
 _KEY = re.compile(r"^clm_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 
 
@@ -58,8 +60,10 @@ class KeyInfo:
     revoked_at: datetime | None
     revoked_by: str | None
 
+    @computed_field
     @property
     def active(self) -> bool:
+        """Not revoked: slots accept it."""
         return self.revoked_at is None
 
     def as_dict(self) -> dict:

@@ -78,6 +78,11 @@ class RouterMetrics:
                              registry=r)  # fmt: skip
         self.feedback = Histogram("clm_router_feedback_rating", "Ratings of the slot's answers.", ["slot"],
                                   buckets=RATING_BUCKETS, registry=r)  # fmt: skip
+        self.buckets_dropped = Counter(
+            "clm_router_metrics_buckets_dropped",
+            "Minute buckets of serving metrics dropped unwritten while clm's database could not take them.",
+            registry=r,
+        )
         for slot, w in weights.items():
             self.weight.labels(slot).set(w)
             self.healthy.labels(slot).set(0)

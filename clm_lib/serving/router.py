@@ -23,6 +23,9 @@ Own routes: ``GET /healthz``, ``GET /metrics`` (per-slot labels), ``GET /router/
 ``PUT /router/weights`` (``Authorization: Bearer <token>``), ``GET /router/stats?slot=&since=`` (the numbers
 ``live_metrics`` returns). Everything else is forwarded; ``POST /v1/feedback`` goes to the slot named in the
 response id it rates.
+
+Given a :class:`~clm_lib.serving.metrics_store.MetricsStore`, the router also keeps the judged requests and the
+ratings per minute, model version and slot in clm's database (``serving_metrics``), written in the background.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from clm_lib.errors import ServingError
 from clm_lib.serving.backends.base import SLOTS, check_weights
 from clm_lib.serving.guards import declared_length, error_body, read_body, too_large
 from clm_lib.serving.metrics import RouterMetrics
+from clm_lib.serving.metrics_store import MetricsStore
 from clm_lib.serving.stats import WindowStats
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,7 @@ class Router:
         health_interval_s: float = 0.5,
         window_s: int = 3600,
         max_body_bytes: int = 1 << 20,
+        metrics_store: MetricsStore | None = None,
     ):
         self.upstreams = {s: u.rstrip("/") for s, u in upstreams.items()}
         self.split = _Split(check_weights(weights, allow_none=True))
@@ -113,6 +118,10 @@ class Router:
         self.session: aiohttp.ClientSession | None = None
         self._health_task: asyncio.Task | None = None
         self.metrics = RouterMetrics(self.split.weights)
+        self.metrics_store = metrics_store
+        self._store_task: asyncio.Task | None = None
+        if metrics_store is not None:
+            metrics_store.on_drop = self.metrics.buckets_dropped.inc
 
     # --- ASGI ------------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -157,10 +166,15 @@ class Router:
                 self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=False)
                 await self.check_health()
                 self._health_task = asyncio.create_task(self._health_loop())
+                if self.metrics_store is not None:
+                    self._store_task = asyncio.create_task(self.metrics_store.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._health_task:
                     self._health_task.cancel()
+                if self._store_task:  # its last flush writes the minute under way
+                    self._store_task.cancel()
+                    await asyncio.gather(self._store_task, return_exceptions=True)
                 if self.session:
                     await self.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -292,6 +306,8 @@ class Router:
         """Prometheus sees every attempt; the bake statistics only ``judged`` ones."""
         if judged:
             self.stats[slot].record(time.time(), seconds, error is not None)
+            if self.metrics_store is not None:
+                self.metrics_store.record(slot, self.health[slot].version, seconds, error is not None)
         self.metrics.requests.labels(slot, str(status)).inc()
         self.metrics.latency.labels(slot).observe(seconds)
         if error is not None:
@@ -323,11 +339,16 @@ class Router:
 
     def _record_rating(self, slot: str, content: bytes) -> None:
         try:
-            rating = float(json.loads(content)["rating"])
+            answer = json.loads(content)
+            rating = float(answer["rating"])
         except (ValueError, KeyError, TypeError):
             return
         self.stats[slot].record_rating(time.time(), rating)
         self.metrics.feedback.labels(slot).observe(rating)
+        if self.metrics_store is not None:
+            # The slot says which version gave the rated answer; it may be older than the one the slot serves now.
+            version = answer.get("model_version") if isinstance(answer.get("model_version"), str) else None
+            self.metrics_store.record_rating(slot, version or self.health[slot].version, rating)
 
 
 def _error(status: int, message: str) -> dict:

@@ -64,6 +64,7 @@ def serve(
 def run_router(cfg: ClmConfig, *, port: int | None = None, host: str | None = None) -> None:
     """Run the local backend's router: slots on ``serving.blue_port``/``green_port``, weights from its state."""
     from clm_lib.serving.backends.local import LocalBackend
+    from clm_lib.serving.metrics_store import MetricsStore
     from clm_lib.serving.router import Router
 
     host = host or cfg.serving.host
@@ -78,6 +79,12 @@ def run_router(cfg: ClmConfig, *, port: int | None = None, host: str | None = No
         health_interval_s=cfg.serving.health_interval_s,
         window_s=cfg.serving.stats_window_s,
         max_body_bytes=cfg.serving.max_body_bytes,
+        metrics_store=MetricsStore(
+            cfg.database_url,
+            flush_seconds=cfg.serving.metrics_flush_seconds,
+            retention_days=cfg.serving.metrics_retention_days,
+            max_pending=cfg.serving.metrics_max_pending,
+        ),
     )
     log.info("router on http://%s:%d, weights %s", host, port, router.split.weights)
     _run(router, host, port, graceful_s=cfg.serving.drain_timeout_s)

@@ -170,6 +170,7 @@ def run_update(
         parent_model_version=parent_version,
         base_model=str(base),
         config_hash=cfg.config_hash(),
+        config_revision=cfg.revision,
         curated_version=plan.curated_version,
         previous_curated_version=plan.previous_curated_version,
         replay_version=replay_version,

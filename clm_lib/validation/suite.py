@@ -30,10 +30,15 @@ log = logging.getLogger(__name__)
 SUITES_DIR = REPO_ROOT / "include" / "gx"
 COLUMNS = ("task", "prompt", "response")
 
+MAX_FAILING_VALUES = 20
+"""Failing values kept per expectation (GX's ``partial_unexpected_list``)."""
+MAX_VALUE_CHARS = 200
+"""A kept failing value longer than this is cut (``values_cut`` says so): records are untrusted and unbounded."""
+
 _RESULT_FORMAT = {
     "result_format": "COMPLETE",
-    # Only the indices are needed; the value samples and the pandas query string are dropped.
-    "partial_unexpected_count": 0,
+    # The indices pick the failing rows; a short sample of their values is kept for the Validation screen.
+    "partial_unexpected_count": 20,
     "include_unexpected_rows": False,
     "return_unexpected_index_query": False,
 }
@@ -67,7 +72,9 @@ class SuiteResult:
     details: dict[str, str]
     """Reason code -> words for people, bounds filled in."""
     expectations: list[dict[str, Any]]
-    """Per expectation: type, column, reason, success, unexpected_count, element_count, resolved kwargs."""
+    """Per expectation: type, column, reason, detail, success, element_count, unexpected_count,
+    unexpected_percent, observed_value, resolved kwargs, and ``failing_values``: at most
+    :data:`MAX_FAILING_VALUES` of them, each cut at :data:`MAX_VALUE_CHARS` (``values_cut`` when any was)."""
 
     @property
     def failed(self) -> int:
@@ -139,6 +146,34 @@ def _exception_message(info: dict[str, Any] | None) -> str | None:
     return "; ".join(messages) or None
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` as it can be stored in a JSON column: numbers, text, lists and objects; anything else as text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, list | tuple | set):
+        return [_json_safe(v) for v in list(value)[:MAX_FAILING_VALUES]]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in list(value.items())[:MAX_FAILING_VALUES]}
+    return str(value)
+
+
+def failing_values(result: dict[str, Any]) -> tuple[list[str | None], bool]:
+    """GX's sample of the failing values, bounded: at most :data:`MAX_FAILING_VALUES`, each as text cut at
+    :data:`MAX_VALUE_CHARS`; and whether any value was cut."""
+    cut = False
+    out: list[str | None] = []
+    for value in (result.get("partial_unexpected_list") or [])[:MAX_FAILING_VALUES]:
+        if value is None or value != value:  # NaN: a missing value, like None
+            out.append(None)
+            continue
+        text = value if isinstance(value, str) else str(value)
+        cut = cut or len(text) > MAX_VALUE_CHARS
+        out.append(text[:MAX_VALUE_CHARS])
+    return out, cut
+
+
 def _run(df: pd.DataFrame, suite: SuiteSpec, params: dict[str, Any]) -> Any:
     """One GX run in a throwaway ephemeral context (cheap to build; keeps runs independent)."""
     gx = _gx()
@@ -192,20 +227,29 @@ def validate(records: pa.Table | pd.DataFrame, cfg: ClmConfig, suite: SuiteSpec 
             raise ConfigError(f"GX suite {suite.path}: expectation {reason!r} could not run: {error}")
         indices = result.get("unexpected_index_list")
         if not res.success and indices is None:
-            log.warning("GX suite %s: %s failed for the batch as a whole; it names no rows, so no row is "
-                        "quarantined for it", suite.name, reason)
+            log.warning(
+                "GX suite %s: %s failed for the batch as a whole; it names no rows, so no row is quarantined for it",
+                suite.name,
+                reason,
+            )
         for index in indices or ():
             failures.setdefault(int(index), []).append(reason)  # suite order: the first code is the reason
-        kwargs = {k: v for k, v in spec.kwargs.items() if k != "batch_id"}
+        kwargs = {k: _json_safe(v) for k, v in spec.kwargs.items() if k != "batch_id"}
+        values, cut = failing_values(result)
         expectations.append(
             {
                 "type": spec.type,
                 "column": kwargs.get("column"),
                 "reason": reason,
+                "detail": details.get(reason, reason),
                 "success": bool(res.success),
                 "element_count": result.get("element_count"),
                 "unexpected_count": result.get("unexpected_count", 0),
+                "unexpected_percent": _json_safe(result.get("unexpected_percent")),
+                "observed_value": _json_safe(result.get("observed_value")),
                 "kwargs": kwargs,
+                "failing_values": values,
+                "values_cut": cut,
             }
         )
     return SuiteResult(suite.name, bool(outcome.success), len(df), failures, details, expectations)

@@ -17,15 +17,19 @@ SCREENS = (
     ("/models", "Model registry", "clm-registry", "registry.svg", False, "Model", "Registry"),
     ("/training", "Training pipeline", "clm-training", "training.svg", False, "Model", "Training"),
     ("/strategy", "Continual strategy", "clm-strategy", "strategy.svg", False, "Model", "Strategy"),
+    ("/tasks", "Multi-task", "clm-tasks", "tasks.svg", False, "Model", "Multi-task"),
     ("/ingestion", "Data ingestion", "clm-ingestion", "ingestion.svg", False, "Data", "Ingestion"),
     ("/data", "Data versions", "clm-data-versions", "data.svg", False, "Data", "Versions"),
+    ("/validation", "Validation", "clm-validation", "validation.svg", False, "Data", "Validation"),
+    ("/performance", "Performance & drift", "clm-performance", "performance.svg", False, "Data", "Performance"),
     ("/drift", "Drift", "clm-drift", "drift.svg", False, "Data", "Drift"),
     ("/review", "Review queue", "clm-review", "review.svg", False, "Data", "Review queue"),
+    ("/alerts", "Alerts", "clm-alerts", "alerts.svg", False, "Govern", "Alerts"),
     ("/audit", "Reports & audit", "clm-audit", "audit.svg", False, "Govern", "Reports & audit"),
+    ("/config", "Configuration", "clm-config", "config.svg", False, "Govern", "Configuration"),
     ("/integrations", "Integrations", "clm-integrations", "integrations.svg", False, "Setup", "Integrations"),
     ("/getting-started", "Getting started", "clm-getting-started", "getting-started.svg", False, "Setup",
      "Getting started"),
-    # Leave a slot: Configuration (its own issue) goes in "Govern" here, ("/config", "Configuration", ...).
 )
 """Every clm screen, in menu order: the one list the Airflow navigation (``clm_plugin.external_views``) and the
 tab bar on every clm page (``clm/base.html``) are built from. Only the hub (Overview) and Serving, where an incident

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from clm_lib.reporting.display import clip
+from clm_lib.reporting.volume import human_bytes
+
 HEAT_STEPS = 10
 
 
@@ -80,5 +83,7 @@ HELPERS = {
     "duration": duration,
     "clock": clock,
     "millis": millis,
+    "clip": clip,
+    "human_bytes": human_bytes,
 }
 """Passed to every clm template."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 
 from clm_lib.airflow.settings import resolve_config
@@ -20,15 +19,10 @@ from clm_lib.reporting import build_drift, build_overview, build_serving
 from clm_lib.reporting.stores import StoreDown
 from clm_ui import ROUTE_BASE, SCREENS, csrf
 from clm_ui.auth import READ, current_user, operate, requires
-from clm_ui.display import HELPERS
+from clm_ui.page import HERE, TEMPLATES, airflow_api, airflow_root, built, exempt_from_session_csrf, int_arg
 
 log = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-
-# FAB creates view blueprints with ``__name__`` of flask_appbuilder, so a relative template folder would be
-# looked up inside FAB's package: give an absolute one. Templates are namespaced under ``clm/``.
-TEMPLATES = str(HERE / "templates")
 
 static_blueprint = Blueprint(
     "clm_ui", __name__, static_folder=str(HERE / "static"), static_url_path=f"{ROUTE_BASE}/static"
@@ -51,49 +45,6 @@ def nav_context() -> dict:
     return {"clm_tabs": list(groups.items())}
 
 
-def _airflow_root() -> str:
-    # The FAB app is mounted at <base path>/pluginsv2; links to Airflow's own pages go to <base path>/.
-    return request.script_root.removesuffix("/pluginsv2")
-
-
-def _page(template: str, status: int = 200, **context):
-    user = current_user()
-    return (
-        render_template(
-            template,
-            user_name=user.get_name() if user else None,
-            airflow_root=_airflow_root(),
-            **HELPERS,
-            **context,
-        ),
-        status,
-    )
-
-
-def _built(page: str, build, template: str, status: int = 200, crumb: str | None = None, **context):
-    """Render ``template`` with what ``build(cfg)`` computed, or a problem page that shows no traceback."""
-    try:
-        data = build(resolve_config())
-    except StoreDown as exc:  # a store that cannot be read is a state of the page: which one, since when
-        return _page("clm/problem.html", 503, crumb=crumb or page.title(), title=f"{exc.store} cannot be read",
-                     message=str(exc), notice="warn")  # fmt: skip
-    except LookupError as exc:  # an unknown version, batch or table named in the address: say which
-        return _page("clm/problem.html", 404, crumb=crumb or page.title(), title="Not found", message=str(exc))
-    except ClmError as exc:
-        return _page("clm/problem.html", 500, crumb=crumb or page.title(), title="clm's configuration is invalid",
-                     message=str(exc))  # fmt: skip
-    except Exception:  # the page must never show a traceback; the log has it
-        log.exception("clm %s page failed", page)
-        return _page(
-            "clm/problem.html",
-            500,
-            crumb=crumb or page.title(),
-            title=f"The {page} page could not be built",
-            message="An unexpected error occurred; the Airflow api-server log has the details.",
-        )
-    return _page(template, status, o=data, **context)
-
-
 class OverviewView(BaseView):
     """Continual learning → Overview: serving models, candidates, forgetting matrix, last data, audit."""
 
@@ -104,7 +55,7 @@ class OverviewView(BaseView):
     @expose("/")
     @requires(READ)
     def overview(self):
-        return _built("overview", build_overview, "clm/overview.html")
+        return built("overview", build_overview, "clm/overview.html")
 
 
 class DriftView(BaseView):
@@ -117,7 +68,7 @@ class DriftView(BaseView):
     @expose("/drift")
     @requires(READ)
     def drift(self):
-        return _built("drift", build_drift, "clm/drift.html")
+        return built("drift", build_drift, "clm/drift.html")
 
 
 ROLLBACK_DAG = "clm_rollback"
@@ -129,11 +80,15 @@ UNEXPECTED = (
     "The rollback failed unexpectedly; the Airflow api-server log has the details. "
     "Check what serves below before trying again."
 )
+PROMOTION_DAG = "clm_promotion"
+MAY_PROMOTE = operate(PROMOTION_DAG)
+"""Promoting from the screen triggers ``clm_promotion`` as the caller: it takes what triggering that DAG takes."""
 
 
 class ServingView(BaseView):
     """Continual learning → Serving: the slots and their traffic, the deployment under way or the last one step by
-    step, the deployment history, and the one-click rollback."""
+    step, the deployment history, the next promotion's plan with a promote button per registered version, and the
+    one-click rollback."""
 
     route_base = ROUTE_BASE
     template_folder = TEMPLATES
@@ -142,7 +97,49 @@ class ServingView(BaseView):
     @expose("/serving")
     @requires(READ)
     def serving(self):
-        return self._render(focus=request.args.get("rolled_back", type=int))
+        requested = {k: request.args.get(k) for k in ("promotion_requested", "version")}
+        return self._render(focus=request.args.get("rolled_back", type=int),
+                            requested=requested if requested["promotion_requested"] else None)  # fmt: skip
+
+    @expose("/serving/promote", methods=["GET", "POST"])
+    @requires(MAY_PROMOTE)
+    def promote(self):
+        if request.method == "GET":  # back from the login page after a POST: nothing to do but show the page
+            return redirect(url_for("ServingView.serving"))
+        from clm_lib.airflow.dag_trigger import RunRefused
+        from clm_lib.airflow.promote import airflow_problem, request_promotion
+        from clm_lib.reporting.next_promotion import UnknownVersion
+        from clm_lib.services.airflow_client import AirflowAPIError
+        from clm_ui.auth import request_token
+
+        user = current_user()
+        form = {"reason": request.form.get("reason", "").strip(), "version": request.form.get("version", "")}
+        problem = _refusal(user, {"reason": form["reason"], "to_version": form["version"]}, "promote")
+        if problem is None and not form["version"]:
+            problem = "Choose the version to promote.", 400
+        if problem is None:
+            token, _ = request_token()
+            try:
+                run_id = request_promotion(resolve_config(), form["version"], airflow_url=airflow_api(),
+                                           token=token or "", reason=form["reason"],
+                                           actor=f"airflow:{user.get_name()}")  # fmt: skip
+            except RunRefused as exc:
+                problem = f"{str(exc)[0].upper()}{str(exc)[1:]}.", 400
+            except UnknownVersion as exc:
+                problem = f"{exc}.", 404
+            except AirflowAPIError as exc:
+                code, message = airflow_problem(exc)
+                problem = message, code
+            except ClmError as exc:
+                problem = str(exc), 503 if isinstance(exc, StoreDown) else _status(exc)
+            except Exception:  # no traceback on the page; the log has it
+                log.exception("clm promotion request by %s failed", user.get_name())
+                problem = "The request failed unexpectedly; the Airflow api-server log has the details.", 500
+            else:
+                return redirect(url_for("ServingView.serving", promotion_requested=run_id, version=form["version"]),
+                                code=303)  # fmt: skip
+        message, status = problem
+        return self._render(status, promote_problem=message, promote_form=form)
 
     @expose("/serving/rollback", methods=["GET", "POST"])
     @requires(MAY_ROLL_BACK)
@@ -171,19 +168,19 @@ class ServingView(BaseView):
 
     def _render(self, status: int = 200, focus: int | None = None, **context):
         user = current_user()
-        may = MAY_ROLL_BACK.allows(user)
-        return _built("serving", lambda cfg: build_serving(cfg, focus=focus), "clm/serving.html", status,
-                      may_roll_back=may, csrf_field=csrf.FIELD, form_token=csrf.form_token(user) if may else None,
-                      **context)  # fmt: skip
+        may, may_promote = MAY_ROLL_BACK.allows(user), MAY_PROMOTE.allows(user)
+        return built("serving", lambda cfg: build_serving(cfg, focus=focus), "clm/serving.html", status,
+                      may_roll_back=may, may_promote=may_promote, csrf_field=csrf.FIELD,
+                      form_token=csrf.form_token(user) if may or may_promote else None, **context)  # fmt: skip
 
 
-def _refusal(user, form: dict[str, str]) -> tuple[str, int] | None:
+def _refusal(user, form: dict[str, str], verb: str = "roll back") -> tuple[str, int] | None:
     forged = csrf.refusal(user)
     if forged:
-        log.warning("clm rollback by %s refused: %s", user.get_name(), forged)
+        log.warning("clm %s by %s refused: %s", verb, user.get_name(), forged)
         return f"Refused: {forged}.", 403
     if not form["reason"]:
-        return "Say why you roll back: the reason goes into the audit log with your name.", 400
+        return f"Say why you {verb}: the reason goes into the audit log with your name.", 400
     if len(form["reason"]) > MAX_REASON:
         return f"The reason is longer than {MAX_REASON} characters.", 400
     if form["to_version"] and not _VERSION.fullmatch(form["to_version"]):
@@ -196,24 +193,9 @@ def _status(exc: ClmError) -> int:
     return 409 if isinstance(exc, DeployError) else 503 if isinstance(exc, ServingError) else 500
 
 
-def _exempt_from_session_csrf() -> None:
-    # Flask-WTF's CSRFProtect would reject the POST before the view runs; clm_ui.csrf checks it instead
-    # (that module says why a session-backed token cannot be used under /pluginsv2).
-    from airflow.providers.fab.www.app import csrf as fab_csrf
-
-    fab_csrf.exempt(ServingView.rollback)
-    fab_csrf.exempt(ReviewView.decide)
-
-
 # --- Reports & audit, version reports, the review queue ------------------------------------------------------
 
 AUDIT_PAGE_SIZES = (25, 50, 100, 200)
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    """A paging argument from the query string: out of range or not a number falls back to ``default``."""
-    value = request.args.get(name, type=int)
-    return value if value is not None and low <= value <= high else default
 
 
 def _audit_page(cfg):
@@ -224,8 +206,8 @@ def _audit_page(cfg):
         flt = audit_report.AuditFilter.parse(request.args)
     except audit_report.FilterError as exc:
         problem, flt = exc, audit_report.AuditFilter()
-    limit = _int_arg("limit", 50, 1, 500)
-    data = audit_report.page(cfg, flt, offset=_int_arg("offset", 0, 0, 10_000_000), limit=limit)
+    limit = int_arg("limit", 50, 1, 500)
+    data = audit_report.page(cfg, flt, offset=int_arg("offset", 0, 0, 10_000_000), limit=limit)
     return {"page": data, "verify": audit_report.verify_status(cfg), "filter_problem": problem, "form": request.args}
 
 
@@ -247,9 +229,9 @@ class AuditView(BaseView):
             return f"{url_for('AuditView.audit')}?{urlencode(args)}"
 
         def export(fmt: str, flt) -> str:
-            return f"{_airflow_root()}/clm/api/v1/audit/export?{urlencode(flt.query() | {'format': fmt})}"
+            return f"{airflow_root()}/clm/api/v1/audit/export?{urlencode(flt.query() | {'format': fmt})}"
 
-        return _built("audit", _audit_page, "clm/audit.html", crumb="Reports & audit", link=link, export=export,
+        return built("audit", _audit_page, "clm/audit.html", crumb="Reports & audit", link=link, export=export,
                       page_sizes=AUDIT_PAGE_SIZES)  # fmt: skip
 
 
@@ -267,7 +249,7 @@ class ReportView(BaseView):
 
         g.clm_tab = "/audit"  # reached from Reports & audit: that tab stays marked
         # An unknown version is a LookupError: a 404 page that names it.
-        return _built("report", lambda cfg: build_report(cfg, version), "clm/report.html", crumb="Version report")
+        return built("report", lambda cfg: build_report(cfg, version), "clm/report.html", crumb="Version report")
 
 
 REVIEW_DAG = "clm_ingest"
@@ -331,8 +313,8 @@ class ReviewView(BaseView):
 
         user = current_user()
         may = MAY_REVIEW.allows(user)
-        offset = _int_arg("offset", 0, 0, 10_000_000)
-        return _built("review queue", lambda cfg: queue(cfg, offset=offset, limit=50), "clm/review.html", status,
+        offset = int_arg("offset", 0, 0, 10_000_000)
+        return built("review queue", lambda cfg: queue(cfg, offset=offset, limit=50), "clm/review.html", status,
                       crumb="Review queue", may_review=may, csrf_field=csrf.FIELD,
                       form_token=csrf.form_token(user) if may else None, **context)  # fmt: skip
 
@@ -355,4 +337,4 @@ def _review_refusal(user, form) -> tuple[str, int] | None:
     return None
 
 
-_exempt_from_session_csrf()
+exempt_from_session_csrf(ServingView.rollback, ServingView.promote, ReviewView.decide)

@@ -18,8 +18,7 @@ from clm_lib.reporting import registry
 from clm_lib.reporting.lineage import Node
 from clm_ui import ROUTE_BASE
 from clm_ui.auth import READ, requires
-from clm_ui.views import TEMPLATES, _airflow_root, _built
-from clm_ui.views_data import _link, _screen
+from clm_ui.page import TEMPLATES, airflow_root, built, link, screen
 
 
 def _screens() -> str:
@@ -48,7 +47,7 @@ def node_href(node: Node) -> str | None:
 
 
 def _context() -> dict:
-    return {"api": f"{_airflow_root()}/clm/api/v1", "shown": registry.shown_value}
+    return {"api": f"{airflow_root()}/clm/api/v1", "shown": registry.shown_value}
 
 
 class RegistryView(BaseView):
@@ -62,17 +61,17 @@ class RegistryView(BaseView):
     @expose("/models")
     @requires(READ)
     def registry(self):
-        return _screen("model registry", registry.build_registry, "clm/registry.html", "Model registry",
-                       link=lambda **c: _link("RegistryView.registry", **c), aliases=ALIASES, **_context())  # fmt: skip
+        return screen("model registry", registry.build_registry, "clm/registry.html", "Model registry",
+                       link=lambda **c: link("RegistryView.registry", **c), aliases=ALIASES, **_context())  # fmt: skip
 
     @expose("/models/compare")
     @requires(READ)
     def compare(self):
         # An argument that is not a version is a 422 naming it; an unknown version a 404 (LookupError).
-        return _screen("comparison", registry.build_compare, "clm/compare.html", "Compare versions", **_context())
+        return screen("comparison", registry.build_compare, "clm/compare.html", "Compare versions", **_context())
 
     @expose("/models/<version>")
     @requires(READ)
     def version(self, version: str):
-        return _built("model version", lambda cfg: registry.build_version_page(cfg, version), "clm/lineage.html",
+        return built("model version", lambda cfg: registry.build_version_page(cfg, version), "clm/lineage.html",
                       crumb="Model version", node_href=node_href, **_context())  # fmt: skip

@@ -20,19 +20,12 @@ from clm_lib.errors import ClmError
 from clm_lib.reporting import strategy, training
 from clm_ui import ROUTE_BASE, csrf
 from clm_ui.auth import READ, current_user, operate, request_token, requires
-from clm_ui.views import TEMPLATES, _airflow_root, _built
-from clm_ui.views_data import _link
+from clm_ui.page import TEMPLATES, airflow_api, airflow_root, built, exempt_from_session_csrf, link
 
 log = logging.getLogger(__name__)
 
 MAY_RETRAIN = operate(training.TRAINING_DAG)
 """Retraining from the screen takes what triggering ``clm_continual_training`` takes: it does exactly that."""
-
-
-def _airflow_api() -> str:
-    from clm_lib.airflow.retrain import airflow_url
-
-    return airflow_url(request.host_url.rstrip("/") + _airflow_root())
 
 
 class TrainingView(BaseView):
@@ -66,7 +59,7 @@ class TrainingView(BaseView):
         else:
             token, _ = request_token()
             try:
-                run_id = request_retraining(resolve_config(), airflow_url=_airflow_api(), token=token or "",
+                run_id = request_retraining(resolve_config(), airflow_url=airflow_api(), token=token or "",
                                             reason=form["reason"], actor=f"airflow:{user.get_name()}")  # fmt: skip
             except RetrainRefused as exc:
                 problem = f"{str(exc)[0].upper()}{str(exc)[1:]}.", 400
@@ -86,20 +79,20 @@ class TrainingView(BaseView):
     def _render(self, status: int = 200, **context):
         user = current_user()
         may = MAY_RETRAIN.allows(user)
-        built = {}
+        made = {}
 
         def build(cfg):
-            built["page"] = training.build_training(cfg, request.args)
-            return built["page"]
+            made["page"] = training.build_training(cfg, request.args)
+            return made["page"]
 
-        body, code = _built("training pipeline", build, "clm/training.html", status, crumb="Training pipeline",
-                            link=lambda **c: _link("TrainingView.training", **c), may_retrain=may,
+        body, code = built("training pipeline", build, "clm/training.html", status, crumb="Training pipeline",
+                            link=lambda **c: link("TrainingView.training", **c), may_retrain=may,
                             csrf_field=csrf.FIELD, form_token=csrf.form_token(user) if may else None,
-                            api=f"{_airflow_root()}/clm/api/v1", strategy_url=url_for("StrategyView.strategy"),
+                            api=f"{airflow_root()}/clm/api/v1", strategy_url=url_for("StrategyView.strategy"),
                             serving_url=f"{request.script_root}{ROUTE_BASE}/serving",
                             drift_url=f"{request.script_root}{ROUTE_BASE}/drift", **context)  # fmt: skip
-        if code == 200 and "page" in built:
-            code = built["page"].status
+        if code == 200 and "page" in made:
+            code = made["page"].status
         return body, code
 
 
@@ -114,17 +107,10 @@ class StrategyView(BaseView):
     @expose("/strategy")
     @requires(READ)
     def strategy(self):
-        return _built("continual strategy", lambda cfg: strategy.build_strategy(cfg, request.args),
+        return built("continual strategy", lambda cfg: strategy.build_strategy(cfg, request.args),
                       "clm/strategy.html", crumb="Continual strategy",
-                      link=lambda **c: _link("StrategyView.strategy", **c),
-                      training_url=url_for("TrainingView.training"), api=f"{_airflow_root()}/clm/api/v1")  # fmt: skip
+                      link=lambda **c: link("StrategyView.strategy", **c),
+                      training_url=url_for("TrainingView.training"), api=f"{airflow_root()}/clm/api/v1")  # fmt: skip
 
 
-def _exempt_from_session_csrf() -> None:
-    # As clm_ui.views: Flask-WTF's session CSRF would reject the POST; clm_ui.csrf checks it instead.
-    from airflow.providers.fab.www.app import csrf as fab_csrf
-
-    fab_csrf.exempt(TrainingView.retrain)
-
-
-_exempt_from_session_csrf()
+exempt_from_session_csrf(TrainingView.retrain)

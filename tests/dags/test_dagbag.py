@@ -53,14 +53,14 @@ def test_training_is_scheduled_on_retrain_requests_and_chains_to_promotion(dagba
 
 
 def test_manual_trigger_params(dagbag):
-    assert set(dagbag.dags["clm_continual_training"].params) == {"force", "reason", "drift_check_id"}
-    assert set(dagbag.dags["clm_promotion"].params) == {"version", "reason"}
+    assert set(dagbag.dags["clm_continual_training"].params) == {"force", "reason", "drift_check_id", "remove_task"}
+    assert set(dagbag.dags["clm_promotion"].params) == {"version", "reason", "require_approval"}
     assert set(dagbag.dags["clm_rollback"].params) == {"to_version", "reason"}
 
 
 def test_promotion_rolls_out_step_by_step_and_rollback_is_manual(dagbag):
     promotion = dagbag.dags["clm_promotion"]
-    assert [t.task_id for t in promotion.topological_sort()] == ["gate", "deploy", "canary", "promote"]
+    assert [t.task_id for t in promotion.topological_sort()] == ["gate", "approval", "deploy", "canary", "promote"]
     assert all(t.retries == 0 for t in promotion.tasks), "a deployment step is never retried blindly"
     rollback = dagbag.dags["clm_rollback"]
     assert type(rollback.timetable).__name__ == "NullTimetable" and [t.task_id for t in rollback.tasks] == ["rollback"]
@@ -78,6 +78,16 @@ def test_a_killed_promotion_task_is_settled_and_the_champion_is_watched(dagbag):
     assert watch.get_task("guard").trigger_rule == "all_done"
 
 
+def test_lake_maintenance_runs_daily_one_table_after_the_other(dagbag):
+    maintenance = dagbag.dags["clm_lake_maintenance"]
+    assert maintenance.timetable.expression == "0 0 * * *"
+    assert maintenance.max_active_runs == 1 and not maintenance.catchup
+    tables = ["raw", "curated", "quarantine", "replay", "eval"]
+    assert [t.task_id for t in maintenance.topological_sort()] == [f"maintain_{t}" for t in tables]
+    assert maintenance.get_task("maintain_curated").table == "curated"
+    assert maintenance.get_task("maintain_eval").trigger_rule == "all_done"  # a failed table does not stop the rest
+
+
 def test_dag_files_do_not_import_ml_stacks_at_parse_time():
     code = (
         "import sys, runpy, glob\n"
@@ -90,3 +100,15 @@ def test_dag_files_do_not_import_ml_stacks_at_parse_time():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"heavy imports at parse time: {out.stdout}"
+
+
+def test_every_clm_dag_raises_an_alert_when_a_run_fails_and_alerts_go_out_every_minute(dagbag):
+    from clm_lib.airflow.callbacks import dag_failed
+
+    clm = [d for d in dagbag.dags.values() if "clm" in d.tags]
+    assert len(clm) >= 8
+    assert all(d.on_failure_callback in (dag_failed, [dag_failed]) for d in clm), [d.dag_id for d in clm]
+    alerts = dagbag.dags["clm_alerts"]
+    assert alerts.timetable.expression == "*/2 * * * *" and alerts.max_active_runs == 1 and not alerts.catchup
+    assert [t.task_id for t in alerts.topological_sort()] == ["check_stores", "deliver"]
+    assert alerts.get_task("deliver").trigger_rule == "all_done"

@@ -27,6 +27,15 @@ CLM = (sys.executable, "-m", "clm_lib.cli")
 _LEAKY_PREFIXES = ("AIRFLOW", "CLM_", "MLFLOW_")
 
 
+LAST = ("test_approval.py",)
+"""Files that change the champion for good: they run after every other e2e file, which expect the cycle's versions."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    items.sort(key=lambda item: item.path.parent == here and item.path.name in LAST)  # stable: the rest keep order
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,3 +163,42 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
         assert down.returncode == 0, f"clm down failed:\n{down.stdout}\n{down.stderr}"
         left = _alive(procs)
         assert not left, f"clm down left processes behind: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+@dataclass(frozen=True)
+class StackUser:
+    """A user of the stack's Airflow (FAB auth manager) that tests log in as."""
+
+    username: str
+    password: str
+    role: str
+    """The FAB role: ``Op`` may trigger DAGs (clm's operator actions), ``Viewer`` may only read."""
+
+    def token(self, base_url: str) -> str:
+        """A JWT for this user from ``POST /auth/token``."""
+        body = json.dumps({"username": self.username, "password": self.password}).encode()
+        req = urllib.request.Request(
+            f"{base_url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+
+@pytest.fixture(scope="session")
+def stack_users(airflow_stack: AirflowStack) -> dict[str, StackUser]:
+    """``{"operator": ..., "viewer": ...}``: users with the FAB roles Op and Viewer, created once in the stack's
+    Airflow (``airflow users create``; one that already exists is kept)."""
+    users = {}
+    for key, role in (("operator", "Op"), ("viewer", "Viewer")):
+        user = StackUser(f"e2e-{key}", f"{key}-pw-{os.getpid()}", role)
+        made = airflow_stack.airflow(
+            "users", "create", "-u", user.username, "-p", user.password, "-r", role,
+            "-f", key.title(), "-l", "E2e", "-e", f"{user.username}@example.com",
+        )  # fmt: skip
+        said = made.stdout + made.stderr
+        assert made.returncode == 0 or "already exist" in said, said[-2000:]
+        if made.returncode != 0:  # made by an earlier session of this stack: its password is unknown, set ours
+            reset = airflow_stack.airflow("users", "reset-password", "-u", user.username, "-p", user.password)
+            assert reset.returncode == 0, (reset.stdout + reset.stderr)[-2000:]
+        users[key] = user
+    return users

@@ -146,3 +146,15 @@ def tokens(fab_user) -> dict[str, str]:
 
     am = get_auth_manager()
     return {name: am.generate_jwt(fab_user(name)) for name in USERS}
+
+
+@pytest.fixture
+def fake_airflow(monkeypatch):
+    """A loopback server standing in for Airflow's REST API, reached through ``CLM_AIRFLOW_URL``: the tests'
+    Airflow DB holds no clm DAG, so what a trigger sends (``.seen``: path, the caller's token, body) is checked
+    as it arrives; set ``.answer = (status, body)`` to make it refuse."""
+    from tests.clm_lib.reporting.training_history import fake_airflow_server
+
+    with fake_airflow_server() as (url, airflow):
+        monkeypatch.setenv("CLM_AIRFLOW_URL", url)
+        yield airflow

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.plugins import config_rbac
+
 ROLES = {"anonymous": None, "public": "pat", "viewer": "vic", "user": "uma", "operator": "otto", "admin": "ada"}
 READ, OPERATE, REVIEW = "read", "operate", "review"
 """What a route needs: view access to the UI and DAGs (Viewer and above); the right to trigger ``clm_rollback``
@@ -38,6 +40,9 @@ ROUTES = [
     ("rest", "GET", "/v1/deployments/{deployment_id}", READ, "/v1/deployments/1", 200),
     ("rest", "GET", "/v1/serving", READ, "/v1/serving", 200),
     ("rest", "POST", "/v1/rollback", OPERATE, "/v1/rollback", 200),
+    ("rest", "GET", "/v1/promotion/next", READ, "/v1/promotion/next", 200),
+    # Allowed, it triggers clm_promotion through Airflow's REST API (a closed port here): 503, nothing recorded.
+    ("rest", "POST", "/v1/promote", OPERATE, "/v1/promote", 503),
     ("rest", "GET", "/v1/audit", READ, "/v1/audit", 200),
     ("rest", "GET", "/v1/audit/export", READ, "/v1/audit/export?format=csv", 200),
     ("rest", "GET", "/v1/audit/verify", READ, "/v1/audit/verify", 200),
@@ -57,24 +62,51 @@ ROUTES = [
     ("rest", "GET", "/v1/ingestion/batches", READ, "/v1/ingestion/batches", 200),
     ("rest", "GET", "/v1/ingestion/batches/{batch_id}", READ, "/v1/ingestion/batches/nosuchbatch", 404),
     ("rest", "GET", "/v1/ingestion/summary", READ, "/v1/ingestion/summary", 200),
+    # Allowed, the matrix sends no body, so no content type: 415 before anything is read or ingested.
+    ("rest", "POST", "/v1/ingest", REVIEW, "/v1/ingest", 415),
     ("rest", "GET", "/v1/quarantine", READ, "/v1/quarantine", 200),
+    ("rest", "GET", "/v1/validation", READ, "/v1/validation", 200),
+    ("rest", "GET", "/v1/validation/expectations", READ, "/v1/validation/expectations", 200),
+    ("rest", "GET", "/v1/validation/{batch_id}", READ, "/v1/validation/nosuchbatch", 404),
     ("rest", "GET", "/v1/data/tables", READ, "/v1/data/tables", 200),
     ("rest", "GET", "/v1/data/tables/{table}/history", READ, "/v1/data/tables/curated/history", 200),
     ("rest", "GET", "/v1/data/tables/{table}/diff", READ, "/v1/data/tables/curated/diff?from=0&to=0", 404),
     ("rest", "GET", "/v1/data/tables/{table}/versions/{version}/runs", READ, "/v1/data/tables/curated/versions/0/runs",
      404),
+    # Allowed, the body is missing (the matrix sends none): 422 before the lake is touched.
+    ("rest", "POST", "/v1/data/tables/{table}/restore", REVIEW, "/v1/data/tables/curated/restore", 422),
     ("rest", "GET", "/v1/overview", READ, "/v1/overview", 200),
     ("rest", "GET", "/v1/health", READ, "/v1/health", 200),
     ("rest", "GET", "/v1/alerts", READ, "/v1/alerts", 200),
+    ("rest", "GET", "/v1/alerts/{alert_id}", READ, "/v1/alerts/987654321", 404),
+    ("rest", "POST", "/v1/alerts/{alert_id}/ack", OPERATE, "/v1/alerts/987654321/ack", 404),
+    ("rest", "POST", "/v1/alerts/{alert_id}/resolve", OPERATE, "/v1/alerts/987654321/resolve", 404),
     ("rest", "GET", "/v1/integrations", READ, "/v1/integrations", 200),
     ("rest", "GET", "/v1/getting-started", READ, "/v1/getting-started", 200),
+    ("rest", "GET", "/v1/performance/matrix", READ, "/v1/performance/matrix", 200),
+    ("rest", "GET", "/v1/performance/serving", READ, "/v1/performance/serving", 200),
+    ("rest", "GET", "/v1/performance/drift", READ, "/v1/performance/drift", 200),
     ("rest", "GET", "/v1/training/runs", READ, "/v1/training/runs", 200),
     ("rest", "GET", "/v1/training/runs/{run_id}", READ, "/v1/training/runs/nosuchrun", 404),
     ("rest", "GET", "/v1/training/runs/{run_id}/strategy", READ, "/v1/training/runs/nosuchrun/strategy", 404),
     ("rest", "GET", "/v1/training/schedule", READ, "/v1/training/schedule", 200),
     ("rest", "GET", "/v1/strategy/history", READ, "/v1/strategy/history", 200),
+    ("rest", "GET", "/v1/tasks", READ, "/v1/tasks", 200),
+    ("rest", "GET", "/v1/tasks/impact", READ, "/v1/tasks/impact?add=solar", 200),
+    ("rest", "GET", "/v1/tasks/{task}", READ, "/v1/tasks/routers", 200),
+    ("rest", "GET", "/v1/tasks/{task}/impact", READ, "/v1/tasks/routers/impact", 200),
+    # Allowed, the body is missing (the matrix sends none): 422 before anything is changed or triggered.
+    ("rest", "POST", "/v1/tasks", OPERATE, "/v1/tasks", 422),
+    ("rest", "POST", "/v1/tasks/{task}/remove", OPERATE, "/v1/tasks/routers/remove", 422),
     # Allowed, it asks Airflow's REST API, which this module points at a closed port: 503, nothing recorded.
     ("rest", "POST", "/v1/training/retrain", OPERATE, "/v1/training/retrain", 503),
+    ("rest", "GET", "/v1/config", READ, "/v1/config", 200),
+    ("rest", "GET", "/v1/config/revisions", READ, "/v1/config/revisions", 200),
+    ("rest", "GET", "/v1/config/revisions/{number}", READ, "/v1/config/revisions/1", 200),
+    ("rest", "GET", "/v1/config/diff", READ, "/v1/config/diff?a=1&b=2", 200),
+    ("rest", "POST", "/v1/config/preview", OPERATE, "/v1/config/preview", 200),
+    ("rest", "POST", "/v1/config", OPERATE, "/v1/config", 201),
+    ("rest", "POST", "/v1/config/revert", OPERATE, "/v1/config/revert", 201),
     ("rest", "GET", "/v1/openapi.json", READ, "/v1/openapi.json", 200),
     ("rest", "GET", "/v1/docs", READ, "/v1/docs", 200),
     ("rest", "GET", "/v1/docs/{asset}", READ, "/v1/docs/swagger-ui.css", 200),
@@ -85,11 +117,20 @@ ROUTES = [
     ("rest", "POST", "/rollback", OPERATE, "/rollback", 200),
     ("screen", "GET", "/clm/", READ, "/clm/", 200),
     ("screen", "GET", "/clm/drift", READ, "/clm/drift", 200),
+    ("screen", "GET", "/clm/performance", READ, "/clm/performance", 200),
     ("screen", "GET", "/clm/serving", READ, "/clm/serving", 200),
     ("screen", "GET", "/clm/serving/rollback", OPERATE, "/clm/serving/rollback", 302),
     ("screen", "POST", "/clm/serving/rollback", OPERATE, "/clm/serving/rollback", 303),
+    ("screen", "GET", "/clm/serving/promote", OPERATE, "/clm/serving/promote", 302),
+    ("screen", "POST", "/clm/serving/promote", OPERATE, "/clm/serving/promote", 503),
     ("screen", "GET", "/clm/ingestion", READ, "/clm/ingestion", 200),
     ("screen", "GET", "/clm/data", READ, "/clm/data", 200),
+    ("screen", "GET", "/clm/data/restore", REVIEW, "/clm/data/restore", 302),
+    # Allowed, the form names no version: refused (400) before the lake is touched.
+    ("screen", "POST", "/clm/data/restore", REVIEW, "/clm/data/restore", 400),
+    ("screen", "GET", "/clm/validation", READ, "/clm/validation", 200),
+    ("screen", "GET", "/clm/validation/<batch_id>", READ, "/clm/validation/nosuchbatch", 404),
+    ("screen", "GET", "/clm/validation/<batch_id>/data-docs", READ, "/clm/validation/nosuchbatch/data-docs", 404),
     ("screen", "GET", "/clm/audit", READ, "/clm/audit", 200),
     ("screen", "GET", "/clm/report/<version>", READ, "/clm/report/1", 200),
     ("screen", "GET", "/clm/models", READ, "/clm/models", 200),
@@ -102,8 +143,30 @@ ROUTES = [
     ("screen", "GET", "/clm/training/retrain", OPERATE, "/clm/training/retrain", 302),
     ("screen", "POST", "/clm/training/retrain", OPERATE, "/clm/training/retrain", 503),
     ("screen", "GET", "/clm/strategy", READ, "/clm/strategy", 200),
+    ("screen", "GET", "/clm/tasks", READ, "/clm/tasks", 200),
+    ("screen", "GET", "/clm/tasks/add", READ, "/clm/tasks/add?name=solar", 200),
+    ("screen", "GET", "/clm/tasks/add/confirm", OPERATE, "/clm/tasks/add/confirm", 302),
+    # Allowed, the form names no task: refused (400) before anything is stored.
+    ("screen", "POST", "/clm/tasks/add/confirm", OPERATE, "/clm/tasks/add/confirm", 400),
+    ("screen", "GET", "/clm/tasks/<task>", READ, "/clm/tasks/routers", 200),
+    ("screen", "GET", "/clm/tasks/<task>/remove", OPERATE, "/clm/tasks/routers/remove", 302),
+    # Allowed, the champion here has no per-task adapters: refused (409) before Airflow is asked.
+    ("screen", "POST", "/clm/tasks/<task>/remove", OPERATE, "/clm/tasks/routers/remove", 409),
+    ("screen", "GET", "/clm/alerts", READ, "/clm/alerts", 200),
+    ("screen", "GET", "/clm/alerts/<int:alert_id>/ack", OPERATE, "/clm/alerts/987654321/ack", 302),
+    ("screen", "POST", "/clm/alerts/<int:alert_id>/ack", OPERATE, "/clm/alerts/987654321/ack", 404),
+    ("screen", "GET", "/clm/alerts/<int:alert_id>/resolve", OPERATE, "/clm/alerts/987654321/resolve", 302),
+    ("screen", "POST", "/clm/alerts/<int:alert_id>/resolve", OPERATE, "/clm/alerts/987654321/resolve", 404),
     ("screen", "GET", "/clm/integrations", READ, "/clm/integrations", 200),
     ("screen", "GET", "/clm/getting-started", READ, "/clm/getting-started", 200),
+    ("screen", "GET", "/clm/config", READ, "/clm/config", 200),
+    ("screen", "GET", "/clm/config/history", READ, "/clm/config/history?a=1&b=2", 200),
+    ("screen", "GET", "/clm/config/preview", OPERATE, "/clm/config/preview", 302),
+    ("screen", "POST", "/clm/config/preview", OPERATE, "/clm/config/preview", 200),
+    ("screen", "GET", "/clm/config/save", OPERATE, "/clm/config/save", 302),
+    ("screen", "POST", "/clm/config/save", OPERATE, "/clm/config/save", 303),
+    ("screen", "GET", "/clm/config/revert", OPERATE, "/clm/config/revert", 302),
+    ("screen", "POST", "/clm/config/revert", OPERATE, "/clm/config/revert", 303),
 ]
 REST_PREFIX = "/clm/api"
 
@@ -140,6 +203,7 @@ def clm_state(airflow_fab, tmp_path_factory, _mlflow_template):
         for _ in range(2):
             _register(cfg)
             rollout(cfg)
+        config_rbac.seed(cfg)
         yield cfg
 
 
@@ -201,6 +265,10 @@ def _call(route, role, *, api, client, tokens, flask_app, fab_user, cfg, key_id:
             body = {"owner": f"rbac-{role}", "scopes": ["infer"]}
         elif path.endswith(("/revoke", "/retrain")):
             body = {"reason": reason}
+        elif path.endswith("/promote"):
+            body = {"version": _other_version(cfg), "reason": reason}
+        elif path.startswith("/v1/config") and method == "POST":
+            body = config_rbac.rest_body(cfg, path, reason)
         return api.request(method, REST_PREFIX + path, json=body, headers=headers)
     if user:
         client.set_cookie("_token", tokens[user], domain="localhost")
@@ -209,6 +277,10 @@ def _call(route, role, *, api, client, tokens, flask_app, fab_user, cfg, key_id:
         form = {"clm_csrf": token, "reason": reason}
         if path.endswith("/rollback"):
             form["to_version"] = _other_version(cfg)
+        elif path.endswith("/promote"):
+            form["version"] = _other_version(cfg)
+        elif path.startswith("/clm/config"):
+            form |= config_rbac.form(cfg, path)
         else:
             form |= {"decision": "accept", "ids": str(NO_SUCH_ID)}
         return client.post(path, data=form, headers={"Origin": "http://localhost"})
@@ -261,6 +333,8 @@ def test_rbac_matrix(route, role, api, client, tokens, flask_app, fab_user, clm_
         with session_scope(cfg.database_url) as s:
             last = history.recent(s, 1)[0]
             assert (last.kind, last.actor) == ("rollback", f"airflow:{ROLES[role]}")
+    elif "/config" in path and method == "POST":  # a revision and its audit entry, none for a preview
+        assert changed == config_rbac.expected_change(path), changed
     elif method == "POST":  # keys: created or revoked, and audited
         assert {"serving_api_keys", "audit_log"} <= changed, changed
     else:

@@ -15,6 +15,8 @@ from airflow.sdk import BaseHook
 from clm_lib.airflow.settings import DEFAULT_CONN_ID, resolve_config
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from clm_lib.config import ClmConfig
 
 
@@ -24,14 +26,18 @@ class ClmHook(BaseHook):
     conn_type = "clm"
     hook_name = "clm"
 
-    def __init__(self, clm_conn_id: str = default_conn_name, config_path: str | None = None) -> None:
+    def __init__(
+        self, clm_conn_id: str = default_conn_name, config_path: str | None = None, as_of: datetime | None = None
+    ) -> None:
         super().__init__()
         self.clm_conn_id = clm_conn_id
         self.config_path = config_path
+        self.as_of = as_of
+        """A DAG run's start: the configuration revision live then is used (``resolve_config``)."""
 
     @cached_property
     def config(self) -> ClmConfig:
-        return resolve_config(self.clm_conn_id, self.config_path)
+        return resolve_config(self.clm_conn_id, self.config_path, as_of=self.as_of)
 
     def get_conn(self) -> ClmConfig:
         return self.config

@@ -21,10 +21,19 @@ class ClmBaseOperator(BaseOperator):
         self.clm_conn_id = clm_conn_id
         self.config_path = config_path
 
+    _run_started: Any = None
+
+    def pre_execute(self, context: Any) -> None:
+        # The configuration revision live when the DAG run started applies to all of its tasks, even one that
+        # starts after someone saved a newer revision mid-run (resolve_config's as_of).
+        dag_run = context.get("dag_run")
+        self._run_started = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
+        super().pre_execute(context)
+
     @property
     def cfg(self) -> ClmConfig:
         # Resolved on each access, not at parse time: the connection may change between runs.
-        return ClmHook(self.clm_conn_id, self.config_path).config
+        return ClmHook(self.clm_conn_id, self.config_path, as_of=self._run_started).config
 
     @staticmethod
     def actor(context: Any) -> str:

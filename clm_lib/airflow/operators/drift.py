@@ -31,6 +31,7 @@ class DriftCheckOperator(ClmBaseOperator):
         super().__init__(**kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from clm_lib.alerts.sources import drift_retrain
         from clm_lib.drift.monitor import check_lake
 
         self.quiet_libraries()
@@ -39,6 +40,7 @@ class DriftCheckOperator(ClmBaseOperator):
             self.log.info("%-14s %-13s %s", res.detector, res.status, res.explanation)
         payload = decision.to_dict()
         context["ti"].xcom_push(key="decision", value=payload)
+        drift_retrain(self.cfg, decision)  # an alert when it requests a retraining
         if not decision.retrain:
             raise AirflowSkipException(decision.summary)
         context["outlet_events"][RETRAIN_REQUEST].extra = request_extra(payload)

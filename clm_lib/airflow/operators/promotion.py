@@ -28,6 +28,7 @@ class GateOperator(ClmBaseOperator):
     """Gate the candidate against the champion; skip the rest of the promotion when it fails."""
 
     def execute(self, context: Any) -> int:
+        from clm_lib.alerts.sources import gate_refused
         from clm_lib.deploy.rollout import result, start
 
         self.quiet_libraries()
@@ -35,6 +36,7 @@ class GateOperator(ClmBaseOperator):
         deployment_id = start(self.cfg, candidate_version(context), actor=self.actor(context), reason=reason)
         r = result(self.cfg, deployment_id)
         self.log.info("deployment #%s of version %s: %s", deployment_id, r.version, r.status)
+        gate_refused(self.cfg, r)  # an alert when the gate said no
         if r.status in ("gate_failed", "skipped"):
             # Skipped, not failed: the pipeline worked and the gate said no. The UI shows it apart from errors.
             raise AirflowSkipException(f"version {r.version}: {r.outcome}; champion stays {r.champion_before}")
@@ -63,8 +65,12 @@ class DeployOperator(_DeploymentStep):
     """Load the candidate into the idle slot and smoke-test it."""
 
     def execute(self, context: Any) -> str:
+        from clm_lib.airflow.operators.approval import approval_required
+        from clm_lib.deploy.approval import ensure_approved
         from clm_lib.deploy.rollout import deploy
 
+        if approval_required(self.cfg.deploy.require_approval, context.get("params")):
+            ensure_approved(self.cfg, int(self.deployment_id))
         self.quiet_libraries()
         return self.finish(deploy(self.cfg, int(self.deployment_id)), ok=("deployed", "pending"))
 

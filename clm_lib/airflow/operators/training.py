@@ -47,11 +47,14 @@ class ContinualTrainOperator(ClmBaseOperator):
     """Train when a drift check requested it, when forced, or (a manual run) when the drift policy's volume rule
     finds enough new curated data; otherwise skip with the policy's reason. Returns the training run id."""
 
-    template_fields = ("force",)
+    template_fields = ("force", "remove_task")
 
-    def __init__(self, *, force: bool | str = "{{ params.force }}", **kwargs):
+    def __init__(
+        self, *, force: bool | str = "{{ params.force }}", remove_task: str = "{{ params.remove_task }}", **kwargs
+    ):
         super().__init__(**kwargs)
         self.force = force
+        self.remove_task = remove_task
 
     def execute(self, context: Any) -> str:
         from clm_lib.drift.monitor import link_training_run
@@ -60,6 +63,8 @@ class ContinualTrainOperator(ClmBaseOperator):
         self.quiet_libraries()
         cfg = self.cfg  # loaded once: plan, update and links must see the same settings
         trigger = describe_trigger(context)
+        if (self.remove_task or "").strip():
+            return self._remove(cfg, self.remove_task.strip(), trigger, context)
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
         # A drift check's request is the policy's decision (volume included): it needs no second volume threshold.
         plan = plan_update(cfg, force=force, requested=bool(trigger.get("drift_checks")))
@@ -78,4 +83,14 @@ class ContinualTrainOperator(ClmBaseOperator):
             linked = link_training_run(cfg, check_id, run.id)
             self.log.info("drift check %s: %d triggering report(s) linked to %s", check_id, linked, run.id)
         self.log.info("training run %s: %s", run.id, run.metrics)
+        return run.id
+
+    def _remove(self, cfg, task: str, trigger: dict, context: Any) -> str:
+        """No training: the champion without ``task``'s adapter becomes this run's candidate (the Multi-task
+        screen's "remove task"); evaluate, register and the promotion gate follow as for any update."""
+        from clm_lib.training.removal import run_removal
+
+        run = run_removal(cfg, task, trigger=trigger, airflow_dag_id=context["dag"].dag_id,
+                          airflow_run_id=context["run_id"])  # fmt: skip
+        self.log.info("removal run %s: %s", run.id, run.strategies.get("task_removal"))
         return run.id

@@ -9,7 +9,10 @@ import importlib
 
 from fastapi import APIRouter
 
-AREAS = ("deployments", "registry", "audit", "review", "data", "training", "overview")
+AREAS = (
+    "deployments", "registry", "audit", "review", "data", "training", "tasks", "overview", "performance", "alerts",
+    "config", "validation", "ingest",
+)  # fmt: skip
 """Modules of this package that hold routes, in the order the OpenAPI document lists them."""
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 
 from clm_api.deps import READ, ConfigDep, Page, PageDep
+from clm_api.v1.answers import unprocessable
 from clm_lib.reporting import audit as audit_report
 from clm_lib.reporting.audit import AuditFilter, AuditRow, FilterError, VerifyStatus
 from clm_lib.reporting.report import UnknownVersion, VersionReport, build_report
@@ -30,7 +31,7 @@ def audit_filter(
     try:
         return AuditFilter(actor=actor, action=action, target=target, since=since, until=until)
     except FilterError as exc:
-        raise HTTPException(422, [{"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}]) from None
+        raise unprocessable("query", exc.field, str(exc)) from None
 
 
 FilterDep = Annotated[AuditFilter, Depends(audit_filter)]

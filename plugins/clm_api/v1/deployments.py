@@ -1,7 +1,10 @@
-"""Deployments, serving state and rollback: ``/clm/api/v1/deployments``, ``/serving``, ``/rollback``.
+"""Deployments, serving state, promotion and rollback: ``/clm/api/v1/deployments``, ``/serving``,
+``/promotion/next``, ``/promote``, ``/rollback``.
 
 The same functions as the Serving screen, the CLI and the ``clm_rollback`` DAG: :mod:`clm_lib.deploy.history`,
-:func:`clm_lib.deploy.state.serving_state`, :func:`clm_lib.deploy.rollback.rollback`.
+:func:`clm_lib.deploy.state.serving_state`, :mod:`clm_lib.reporting.next_promotion`,
+:func:`clm_lib.airflow.promote.request_promotion` (which triggers ``clm_promotion``: its gate decides),
+:func:`clm_lib.deploy.rollback.rollback`.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from clm_api.deps import OPERATE, READ, ActorDep, ConfigDep, Page, PageDep
+from clm_api.deps import OPERATE, READ, ActorDep, ConfigDep, Page, PageDep, operate
+from clm_lib.reporting.next_promotion import PROMOTION_DAG, NextPromotion, UnknownVersion, build_next_promotion
 from clm_lib.reporting.stores import reading
 
 router = APIRouter(tags=["deployments"])
@@ -106,6 +110,23 @@ class RollbackOut(BaseModel):
     switch_ms: float
 
 
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(pattern=r"^[0-9]+$", max_length=32)
+    """The registered model version to promote (see GET /v1/promotion/next)."""
+    reason: str = Field(min_length=1, max_length=2000)
+    """Why: kept with the DAG run and in the audit log with the caller's name."""
+
+
+class PromoteOut(BaseModel):
+    dag_id: str
+    """Always ``clm_promotion``."""
+    dag_run_id: str
+    """The Airflow run that gates and deploys the version (its triggering user is the caller)."""
+    version: str
+
+
 def deployment_page(
     cfg, page, kind: str | None = None, status: str | None = None, version: str | None = None
 ) -> dict[str, Any]:
@@ -167,6 +188,36 @@ def serving(cfg: ConfigDep) -> dict[str, Any]:
     from clm_lib.deploy.state import serving_state
 
     return serving_state(cfg)
+
+
+@router.get("/promotion/next", dependencies=READ, response_model=NextPromotion)
+def next_promotion(cfg: ConfigDep) -> Any:
+    """How the next promotion will go (strategy, steps, bake window, safety rules, gate, approval) from the
+    configuration in force now, and the registered versions that may be promoted with their last gate decision."""
+    return build_next_promotion(cfg)
+
+
+@router.post("/promote", dependencies=operate(PROMOTION_DAG), status_code=202, response_model=PromoteOut)
+def promote(cfg: ConfigDep, body: PromoteRequest, actor: ActorDep, request: Request) -> Any:
+    """Trigger ``clm_promotion`` for ``version`` as the caller (their token: Airflow's RBAC applies); audited as
+    ``promotion.requested``. 202: the run is queued and its gate decides. 404: no such registered version; 409:
+    it is the champion or a deployment is under way."""
+    from clm_api.v1.training import airflow_url, caller_token
+    from clm_lib.airflow.dag_trigger import RunRefused
+    from clm_lib.airflow.promote import airflow_problem, request_promotion
+    from clm_lib.services.airflow_client import AirflowAPIError
+
+    try:
+        run_id = request_promotion(cfg, body.version, airflow_url=airflow_url(request), token=caller_token(request),
+                                   reason=body.reason, actor=actor)  # fmt: skip
+    except RunRefused as exc:
+        raise HTTPException(422, [{"loc": ["body", "reason"], "msg": str(exc), "type": "value_error"}]) from None
+    except UnknownVersion as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AirflowAPIError as exc:
+        status, message = airflow_problem(exc)
+        raise HTTPException(status, message) from None
+    return PromoteOut(dag_id=PROMOTION_DAG, dag_run_id=run_id, version=body.version)
 
 
 @router.post("/rollback", dependencies=OPERATE, response_model=RollbackOut)

@@ -10,35 +10,26 @@ clm's database, and ``registry_status`` / ``registry_message`` say why aliases a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from clm_api.deps import READ, ConfigDep, PageDep
+from clm_api.v1 import answers
 from clm_lib.reporting import registry
-from clm_lib.reporting.ingestion import BadFilter
 from clm_lib.reporting.lineage import LineageGraph, lineage_of
 from clm_lib.reporting.registry import AliasHistory, AliasNow, Comparison, ModelVersion
 from clm_lib.reporting.report import UnknownVersion
 
 router = APIRouter(tags=["registry"], dependencies=READ)
 
-T = TypeVar("T")
 _VERSION = {"max_length": 32, "pattern": r"^[0-9]+$"}
 _ALIAS = r"^[A-Za-z0-9_-]+$"
 VersionPath = Annotated[str, Path(**_VERSION, description="A model version, e.g. 3.")]
-
-
-def _answer(call: Callable[[], T]) -> T:
-    """Run a reporting call: an unknown version is a 404, a bad filter a 422 (``StoreDown`` is the app's 503)."""
-    try:
-        return call()
-    except UnknownVersion as exc:
-        raise HTTPException(404, str(exc)) from None
-    except BadFilter as exc:
-        raise HTTPException(422, [{"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}]) from None
+answer = partial(answers.answer, not_found=(UnknownVersion,))
+"""An unknown version is a 404, a bad filter a 422 (``StoreDown`` is the app's 503)."""
 
 
 class ModelsPage(BaseModel):
@@ -58,7 +49,7 @@ def models(cfg: ConfigDep, page: PageDep) -> ModelsPage:
     """Every model version MLflow lists or clm's database names, newest first: aliases, training run (parent,
     config hash, Delta versions read, rows), parameters, per-task scores, AA/BWT, the gate's decision, and whether
     the deployment history marks it rolled back or rejected."""
-    versions, state = _answer(lambda: registry.list_versions(cfg, offset=page.offset, limit=page.limit))
+    versions, state = answer(lambda: registry.list_versions(cfg, offset=page.offset, limit=page.limit))
     return ModelsPage(items=versions.items, total=versions.total, offset=versions.offset, limit=versions.limit,
                       registry_status=state.status, registry_message=state.message)  # fmt: skip
 
@@ -71,13 +62,13 @@ def compare(
 ) -> Comparison:
     """Two versions side by side: per-task scores and their difference (b - a), and the fields of the two training
     runs' configs and parameters that differ (dotted keys; configs are stored without secrets)."""
-    return _answer(lambda: registry.compare(cfg, a, b))
+    return answer(lambda: registry.compare(cfg, a, b))
 
 
 @router.get("/models/{version}", response_model=ModelVersion)
 def model(cfg: ConfigDep, version: VersionPath) -> ModelVersion:
     """One version with what made it and how it was judged; 404 names a version nobody has."""
-    return _answer(lambda: registry.get_version(cfg, version))
+    return answer(lambda: registry.get_version(cfg, version))
 
 
 @router.get("/models/{version}/lineage", response_model=LineageGraph)
@@ -85,7 +76,7 @@ def lineage(cfg: ConfigDep, version: VersionPath) -> LineageGraph:
     """The version's lineage as nodes and edges: ingestion batches → the curated Delta versions they committed →
     the training run (with the replay buffer version and the parent version it read) → this version → the
     deployments that brought it to traffic. Each node's ``stage`` is its column on the screen."""
-    return _answer(lambda: lineage_of(cfg, version))
+    return answer(lambda: lineage_of(cfg, version))
 
 
 @router.get("/aliases", response_model=list[AliasNow])
@@ -105,5 +96,5 @@ def alias_history(
 ) -> AliasHistory:
     """Every move of the model's aliases (champion, challenger, previous, ...), newest first: who, when, from which
     version to which, and why. MLflow keeps no alias history; clm's audit log does."""
-    return _answer(lambda: registry.alias_history(cfg, alias=alias, actor=actor, version=version,
-                                                  offset=page.offset, limit=page.limit))  # fmt: skip
+    return answer(lambda: registry.alias_history(cfg, alias=alias, actor=actor, version=version,
+                                                 offset=page.offset, limit=page.limit))  # fmt: skip

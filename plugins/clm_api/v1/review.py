@@ -9,7 +9,7 @@ caller's name.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -19,6 +19,7 @@ from clm_api.deps import OPERATE, READ, ActorDep, ConfigDep, Page, PageDep, oper
 from clm_lib.errors import ClmError
 from clm_lib.reporting.review import queue
 from clm_lib.reporting.stores import reading
+from clm_lib.serving.keys import KeyInfo
 from clm_lib.serving.review import ReviewItem
 
 router = APIRouter(tags=["review"])
@@ -52,29 +53,20 @@ class DecisionOut(BaseModel):
     """Accepted: the file in the landing folder the next ingest curates them from."""
 
 
-class KeyOut(BaseModel):
-    """An API key as clm shows it: never its secret, never its hash."""
-
-    id: int
-    prefix: str
-    owner: str
-    scopes: list[str]
-    created_at: datetime
-    created_by: str
-    revoked_at: datetime | None
-    revoked_by: str | None
-    active: bool
-
-
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     owner: str = Field(min_length=1, max_length=250, pattern=r"\S")
     """Who uses it: a person, team or service."""
-    scopes: list[Literal["infer", "feedback"]] = Field(default=["infer"], min_length=1, max_length=2)
+    scopes: list[Literal["infer", "feedback", "ingest"]] = Field(default=["infer"], min_length=1, max_length=3)
 
 
-class KeyCreated(KeyOut):
+@dataclass(frozen=True)
+class KeyCreated(KeyInfo):
+    """A new key: :class:`~clm_lib.serving.keys.KeyInfo` and, in this one answer only, the key itself."""
+
+    __pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
+
     secret: str
     """The key itself, ``clm_<prefix>_<secret>``. Shown this once: clm keeps only its hash."""
 
@@ -83,10 +75,6 @@ class KeyRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=2000)
-
-
-def _key(info) -> dict[str, Any]:
-    return info.as_dict() | {"active": info.active}
 
 
 def _database(cfg) -> None:
@@ -148,19 +136,19 @@ def reject(cfg: ConfigDep, body: Decision, actor: ActorDep) -> dict[str, Any]:
     return {"decision": "rejected", "items": rejected}
 
 
-@router.get("/keys", dependencies=OPERATE, response_model=list[KeyOut])
+@router.get("/keys", dependencies=OPERATE, response_model=list[KeyInfo])
 def list_keys(
     cfg: ConfigDep, revoked: Annotated[bool, Query(description="Include revoked keys.")] = True
-) -> list[dict[str, Any]]:
+) -> list[KeyInfo]:
     """The serving API's keys (prefix, owner, scopes, who created or revoked them), oldest first."""
     from clm_lib.serving.keys import list_keys as keys
 
     _database(cfg)
-    return [_key(k) for k in keys(cfg.database_url, include_revoked=revoked)]
+    return keys(cfg.database_url, include_revoked=revoked)
 
 
 @router.post("/keys", dependencies=OPERATE, response_model=KeyCreated, status_code=201)
-def create_key(cfg: ConfigDep, body: KeyCreate, actor: ActorDep) -> dict[str, Any]:
+def create_key(cfg: ConfigDep, body: KeyCreate, actor: ActorDep) -> KeyCreated:
     """A new key for the serving API. The answer holds its secret, the only time it is shown."""
     from clm_lib.serving.keys import create_key as create
 
@@ -169,16 +157,16 @@ def create_key(cfg: ConfigDep, body: KeyCreate, actor: ActorDep) -> dict[str, An
         info, secret = create(cfg.database_url, owner=body.owner, scopes=list(body.scopes), actor=actor)
     except ClmError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _key(info) | {"secret": secret}
+    return KeyCreated(**vars(info), secret=secret)
 
 
-@router.post("/keys/{key_id}/revoke", dependencies=OPERATE, response_model=KeyOut)
+@router.post("/keys/{key_id}/revoke", dependencies=OPERATE, response_model=KeyInfo)
 def revoke_key(
     cfg: ConfigDep,
     actor: ActorDep,
     key_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The key's id (GET /v1/keys).")],
     body: KeyRevoke | None = None,
-) -> dict[str, Any]:
+) -> KeyInfo:
     """Revoke a key: slots refuse it within ``serving.api_key_cache_s``. 404 for an unknown id, 409 when it is
     already revoked."""
     from clm_lib.serving.keys import list_keys as keys
@@ -192,4 +180,4 @@ def revoke_key(
         info = revoke(cfg.database_url, key_id, actor=actor, reason=(body.reason.strip() if body else ""))
     except ClmError as exc:
         raise HTTPException(409, str(exc)) from None
-    return _key(info)
+    return info

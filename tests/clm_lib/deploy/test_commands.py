@@ -100,3 +100,41 @@ def test_promote_exits_1_when_the_gate_says_no(env, cfg, register_version):
 
     assert result.exit_code == 1
     assert "REGRESSED" in result.stdout and "gate_failed: gate failed against champion 1; champion: 1" in result.stdout
+
+
+def test_promote_is_refused_when_approval_is_required(env, cfg, register_version):
+    from clm_lib.db import session_scope
+    from clm_lib.deploy import history
+
+    register_version(cfg)
+
+    result = _run(env | {"CLM__DEPLOY__REQUIRE_APPROVAL": "true"}, "promote")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("clm: error: deploy.require_approval is on: a promotion needs a person's approval")
+    with session_scope(cfg.database_url) as s:
+        assert history.recent(s, 10) == []
+
+
+def test_promote_follows_the_live_configuration_revision(env, cfg, register_version):
+    """The file (here its environment) says canary; an operator saved ``alias`` as a revision: the shell promotes
+    as the DAGs would, with the revision's strategy."""
+    from clm_lib import config_store
+    from clm_lib.db import session_scope
+    from clm_lib.deploy import history
+
+    register_version(cfg)
+    file_env = env | {"CLM__DEPLOY__STRATEGY": "canary"}
+    from clm_lib.config import load_config
+
+    file_cfg = load_config(environ=file_env)
+    with session_scope(cfg.database_url) as s:
+        config_store.commit_change(s, file_cfg=file_cfg, changes={"deploy.strategy": "alias"}, base_revision=1,
+                                   actor="alice", reason="no serving slots on this host")  # fmt: skip
+
+    result = _run(file_env, "promote")
+
+    assert result.exit_code == 0, result.output
+    with session_scope(cfg.database_url) as s:
+        (deployment,) = history.recent(s, 10)
+        assert (deployment.strategy, deployment.status) == ("alias", "promoted")

@@ -10,7 +10,7 @@ from clm_lib.data import lake as delta
 from clm_lib.db import session_scope
 from clm_lib.db.models import TrainingRun
 from clm_lib.reporting import data_versions as dv
-from clm_lib.reporting.ingestion import NotFound
+from clm_lib.reporting.params import NotFound
 from tests.clm_lib.reporting.data_lake import build_lake
 
 

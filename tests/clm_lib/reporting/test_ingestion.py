@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from clm_lib.config import REPO_ROOT, load_config
-from clm_lib.reporting import ingestion
-from clm_lib.reporting.ingestion import BadFilter, NotFound, StoreDown
+from clm_lib.reporting import display, ingestion, ingestion_page, quarantine, reads, volume
+from clm_lib.reporting.params import BadFilter, NotFound
+from clm_lib.reporting.stores import StoreDown
 from tests.clm_lib.reporting.data_lake import HOSTILE, LONG_PROMPT, build_lake, reasons
 
 
@@ -79,14 +80,14 @@ def test_rows_and_bytes_per_hour(lake):
     assert sum(h.rows_in for h in summary.hourly) == 12
     assert sum(h.rows_curated + h.rows_quarantined + h.rows_duplicate for h in summary.hourly) == 12
     assert sum(h.raw_bytes for h in summary.hourly) > 1000
-    chart = ingestion.hourly_chart(summary.hourly, "rows")
+    chart = volume.hourly_chart(summary.hourly, "rows")
     full = [b for b in chart.bars if b.segments]
     assert len(full) >= 1 and {css for b in full for *_, css in b.segments} == {
         "bar-curated",
         "bar-quarantined",
         "bar-duplicate",
     }
-    assert ingestion.hourly_chart([ingestion.Hour(datetime.now(UTC))], "bytes") is None
+    assert volume.hourly_chart([volume.Hour(datetime.now(UTC))], "bytes") is None
 
 
 def test_batches_filter_and_page(lake):
@@ -118,22 +119,22 @@ def test_bad_filters_and_unknown_batches_are_named(lake):
 
 
 def test_quarantine_browser_filters_pages_and_counts(lake):
-    everything = ingestion.quarantine_records(lake.cfg, limit=500)
+    everything = quarantine.quarantine_records(lake.cfg, limit=500)
     assert everything.total == 5 and len(everything.items) == 5
     assert everything.items[0].reason == "pending_review"  # the newest first
 
-    tasks = ingestion.quarantine_records(lake.cfg, task="routers")
+    tasks = quarantine.quarantine_records(lake.cfg, task="routers")
     assert tasks.total == 3 and {r.task for r in tasks.items} == {"routers"}
-    one = ingestion.quarantine_records(lake.cfg, reason="unknown_task")
+    one = quarantine.quarantine_records(lake.cfg, reason="unknown_task")
     assert one.total == 1 and one.items[0].prompt == HOSTILE and one.items[0].batch_id == lake.files.batch_id
-    assert ingestion.quarantine_records(lake.cfg, batch=lake.feedback.batch_id).total == 0
-    assert ingestion.quarantine_records(lake.cfg, batch=lake.files.batch_id).total == 4
-    feedback = ingestion.quarantine_records(lake.cfg, source="feedback")
+    assert quarantine.quarantine_records(lake.cfg, batch=lake.feedback.batch_id).total == 0
+    assert quarantine.quarantine_records(lake.cfg, batch=lake.files.batch_id).total == 4
+    feedback = quarantine.quarantine_records(lake.cfg, source="feedback")
     assert feedback.total == 1 and feedback.items[0].kind == "feedback"
-    assert ingestion.quarantine_records(lake.cfg, source="files").total == 4
+    assert quarantine.quarantine_records(lake.cfg, source="files").total == 4
 
-    first, second = (ingestion.quarantine_records(lake.cfg, offset=o, limit=2) for o in (0, 2))
-    last = ingestion.quarantine_records(lake.cfg, offset=4, limit=2)
+    first, second = (quarantine.quarantine_records(lake.cfg, offset=o, limit=2) for o in (0, 2))
+    last = quarantine.quarantine_records(lake.cfg, offset=4, limit=2)
     assert (first.total, len(first.items), len(second.items), len(last.items)) == (5, 2, 2, 1)
     keys = [(r.batch_id, r.line) for p in (first, second, last) for r in p.items]
     assert len(set(keys)) == 5
@@ -143,14 +144,14 @@ def test_review_queue_rows_say_what_became_of_them(lake):
     from clm_lib.db import session_scope
     from clm_lib.db.models import ServingFeedback
 
-    (row,) = ingestion.quarantine_records(lake.cfg, reason="pending_review").items
+    (row,) = quarantine.quarantine_records(lake.cfg, reason="pending_review").items
     assert row.in_review_queue and row.feedback_id == lake.feedback_id and row.review_status == "pending_review"
     assert row.batch_id == f"feedback-review-{lake.feedback_id}" and row.source == "feedback:blue"
 
     with session_scope(lake.cfg.database_url) as s:
         s.get(ServingFeedback, lake.feedback_id).status = "rejected"
     try:
-        (row,) = ingestion.quarantine_records(lake.cfg, reason="pending_review").items
+        (row,) = quarantine.quarantine_records(lake.cfg, reason="pending_review").items
         assert row.review_status == "rejected"  # the quarantine row stays; the queue says it was decided
     finally:
         with session_scope(lake.cfg.database_url) as s:
@@ -158,18 +159,18 @@ def test_review_queue_rows_say_what_became_of_them(lake):
 
 
 def test_huge_fields_come_back_cut_and_say_so(lake):
-    (row,) = ingestion.quarantine_records(lake.cfg, reason="prompt_too_long", max_chars=1000).items
+    (row,) = quarantine.quarantine_records(lake.cfg, reason="prompt_too_long", max_chars=1000).items
 
     assert row.prompt == LONG_PROMPT[:1000] and row.truncated == ["prompt"]
-    (row,) = ingestion.quarantine_records(lake.cfg, reason="prompt_too_long").items
+    (row,) = quarantine.quarantine_records(lake.cfg, reason="prompt_too_long").items
     assert row.prompt == LONG_PROMPT and row.truncated == []
 
 
 def test_clip_bounds_text_and_shows_invisible_characters():
-    assert ingestion.clip(HOSTILE, 200) == "<script>alert(1)</script>\\u202egnp.exe\\u0000 and more"
-    assert ingestion.clip("x" * 50, 10) == "x" * 10 + "…"
-    assert ingestion.clip("two\nlines\tok") == "two\nlines\tok"
-    assert ingestion.clip(None) == ""
+    assert display.clip(HOSTILE, 200) == "<script>alert(1)</script>\\u202egnp.exe\\u0000 and more"
+    assert display.clip("x" * 50, 10) == "x" * 10 + "…"
+    assert display.clip("two\nlines\tok") == "two\nlines\tok"
+    assert display.clip(None) == ""
 
 
 def test_a_lake_that_cannot_be_reached_is_named_with_since_when(lake, monkeypatch):
@@ -183,10 +184,10 @@ def test_a_lake_that_cannot_be_reached_is_named_with_since_when(lake, monkeypatc
     )
 
     with pytest.raises(StoreDown) as down:
-        ingestion.quarantine_records(cfg)
+        quarantine.quarantine_records(cfg)
     assert down.value.store == "the lake" and "s3://clm-lake/prefix" in down.value.problem
     with pytest.raises(StoreDown) as again:
-        ingestion.quarantine_records(cfg)
+        quarantine.quarantine_records(cfg)
     assert again.value.since == down.value.since  # since the first failure, not since the last one
 
     summary = ingestion.ingestion_summary(cfg)  # clm's database still answers: its numbers stay
@@ -194,12 +195,12 @@ def test_a_lake_that_cannot_be_reached_is_named_with_since_when(lake, monkeypatc
     assert sum(s.rows_in for s in summary.sources) == 12
     assert all(r.table_holds is None and not r.ok for r in summary.reconciliation)
 
-    page = ingestion.build_ingestion(cfg, {})
+    page = ingestion_page.build_ingestion(cfg, {})
     assert [p.store for p in page.problems] == ["the lake"] and page.status == 200
     assert page.quarantine is None and page.summary is not None
 
-    ingestion.quarantine_records(lake.cfg)  # a good read ends the outage
-    assert not ingestion._lake_down_since
+    quarantine.quarantine_records(lake.cfg)  # a good read ends the outage
+    assert not reads._lake_down_since
 
 
 def test_a_database_that_cannot_be_reached_is_named(lake):
@@ -209,7 +210,7 @@ def test_a_database_that_cannot_be_reached_is_named(lake):
     with pytest.raises(StoreDown) as down:
         ingestion.list_batches(cfg)
     assert down.value.store == "clm's database" and down.value.since <= datetime.now(UTC)
-    page = ingestion.build_ingestion(cfg, {})
+    page = ingestion_page.build_ingestion(cfg, {})
     assert [p.store for p in page.problems] == ["clm's database"]
     assert page.quarantine is not None and page.quarantine.total == 5  # the lake still answers
 
@@ -217,16 +218,16 @@ def test_a_database_that_cannot_be_reached_is_named(lake):
 def test_a_fresh_install_shows_nothing_and_creates_nothing(tmp_path):
     cfg = load_config(REPO_ROOT / "include" / "clm.yaml", environ={"CLM_HOME": str(tmp_path / "new")})
 
-    page = ingestion.build_ingestion(cfg, {})
+    page = ingestion_page.build_ingestion(cfg, {})
     assert page.problems == [] and page.batches == [] and page.quarantine.total == 0
     assert page.summary.sources[0].batches == 0
     assert not (tmp_path / "new").exists()
 
 
 def test_the_screen_names_a_bad_argument(lake):
-    page = ingestion.build_ingestion(lake.cfg, {"bsource": "ftp"})
+    page = ingestion_page.build_ingestion(lake.cfg, {"bsource": "ftp"})
     assert page.status == 422 and page.bad_filter.field == "bsource"
-    page = ingestion.build_ingestion(lake.cfg, {"offset": "1" * 30})
+    page = ingestion_page.build_ingestion(lake.cfg, {"offset": "1" * 30})
     assert page.status == 422 and page.bad_filter.field == "offset"
-    page = ingestion.build_ingestion(lake.cfg, {"reason": "unknown_task", "bsource": "feedback"})
+    page = ingestion_page.build_ingestion(lake.cfg, {"reason": "unknown_task", "bsource": "feedback"})
     assert page.status == 200 and page.quarantine.total == 1 and page.batches_total == 1

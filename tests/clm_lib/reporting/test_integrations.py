@@ -28,7 +28,8 @@ def test_local_stores_reachable_and_the_rest_not_configured(tmp_path, mlflow_uri
     cfg.home.joinpath("lake").mkdir(parents=True)
     found = _by_name(build_integrations(cfg, environ={"CLM__DATABASE__URL": db}))
 
-    assert list(found) == ["MLflow", "clm's database", "Data lake", "Kafka", "Kubernetes", "GPU nodes"]
+    assert list(found)[:6] == ["MLflow", "clm's database", "Data lake", "Kafka", "Kubernetes", "GPU nodes"]
+    assert [found[f"Alerts: {c}"].state for c in ("email", "webhook", "apprise")] == ["not configured"] * 3
     for name in ("MLflow", "clm's database", "Data lake"):
         assert found[name].state == "reachable" and found[name].since is None, found[name]
         assert found[name].latency_ms is not None and found[name].latency_ms >= 0

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from clm_lib import audit
+from clm_lib.alerts import acknowledge, raise_alert
 from clm_lib.db import session_scope
 from clm_lib.db.models import Deployment, DriftReport, IngestionBatch, TrainingRun
 from clm_lib.reporting import build_overview
@@ -43,6 +44,22 @@ def add_failures(db_url: str) -> None:
                               created_at=T0 + timedelta(days=3, hours=i)))
         audit.record(s, action="alert", target=f"{MODEL}/3", actor="clm:guard", reason="p95 latency 9 s > 2 s",
                      details={"kind": "guard_breach"})  # fmt: skip
+        for kind, cause, severity, message, days in ALERTS:
+            raise_alert(s, kind=kind, cause=cause, severity=severity, message=message,
+                        links=[{"label": "Serving", "href": "/pluginsv2/clm/serving"}],
+                        now=T0 + timedelta(days=days) if days is not None else None)  # fmt: skip
+
+
+ALERTS = [
+    ("gate_refused", f"gate_refused:{MODEL}/3", "warning", "gate refused v3: billing REGRESSED", 5),
+    ("rollback", f"rollback:{MODEL}/3", "critical", "v3 rolled back automatically: error rate 0.4 > 0.05", 5.01),
+    ("dag_failed", "dag_failed:clm_ingest", "critical", "clm_ingest run r-1 failed: crashed twice", 4),
+    ("dag_failed", "dag_failed:clm_continual_training", "critical", "training run tr-005 interrupted", 6),
+    ("dag_failed", "dag_failed:clm_ingest", "critical", "clm_ingest run r-2 failed: crashed twice", 4.1),
+    ("guard_breach", f"guard_breach:{MODEL}/3", "critical", "p95 latency 9 s > 2 s", None),
+]
+"""Open alerts after :func:`add_failures`: five causes (clm_ingest failed twice: one alert, seen twice); the guard's
+is raised now, so it is the most recently seen."""
 
 
 def test_health_per_stage_says_since_when_it_fails(home, history_db):
@@ -88,27 +105,27 @@ def test_forgetting_trend_has_one_point_per_version(home, history_db):
     assert y[1] != y[2]  # more forgotten sits higher
 
 
-def test_alerts_newest_first_each_linking_to_its_screen(home, history_db):
+def test_open_alerts_most_recently_seen_first_one_per_cause(home, history_db):
     add_failures(history_db)
     o = build_overview(_cfg(home, db_url=history_db), max_alerts=20)
 
-    kinds = [a.kind for a in o.alerts]
-    assert set(kinds) == set(ALERT_KINDS)
-    assert [a.at for a in o.alerts if a.at] == sorted([a.at for a in o.alerts if a.at], reverse=True)
-    by = {a.target: a for a in o.alerts}
-    assert by["model:3"].screen == "/report/3" and "REGRESSED" in by["model:3"].detail
-    rb = next(a for a in o.alerts if a.kind == "rollback")
-    assert rb.screen.startswith("/serving?rolled_back=") and rb.detail == "error rate 0.4 > 0.05"
-    assert by["ingestion_batch:b-3"].screen == "/ingestion?status=gave_up"
-    assert "ingestion_batch:b-4" not in by  # failed but not given up: ingestion retries it
-    assert {"training_run:tr-004", "training_run:tr-005"} <= set(by)
-    breach = next(a for a in o.alerts if a.kind == "guard_breach")
-    assert breach.title == f"guard breach on {MODEL}/3" and "latency" in breach.detail
+    assert {a.kind for a in o.alerts} <= set(ALERT_KINDS)
+    assert [a.cause for a in o.alerts] == [
+        f"guard_breach:{MODEL}/3", "dag_failed:clm_continual_training", f"rollback:{MODEL}/3",
+        f"gate_refused:{MODEL}/3", "dag_failed:clm_ingest",
+    ]  # fmt: skip
+    by = {a.cause: a for a in o.alerts}
+    assert by["dag_failed:clm_ingest"].count == 2 and "r-2" in by["dag_failed:clm_ingest"].message
+    assert by[f"gate_refused:{MODEL}/3"].links == [{"label": "Serving", "href": "/pluginsv2/clm/serving"}]
 
 
-def test_alerts_filter_and_limit(history_db):
+def test_alerts_filter_and_limit_and_acknowledged_ones_leave_the_overview(history_db):
     add_failures(history_db)
     with session_scope(history_db) as s:
-        assert [a.kind for a in open_alerts(s, kind="training_failed")] == ["training_failed"] * 2
+        assert [a.cause for a in open_alerts(s, kind="dag_failed")] == [
+            "dag_failed:clm_continual_training", "dag_failed:clm_ingest"
+        ]  # fmt: skip
         assert len(open_alerts(s, limit=2)) == 2
-        assert open_alerts(s, kind="rollback")[0].title == "v3 rolled back automatically"
+        acknowledge(s, open_alerts(s, kind="rollback")[0].id, "airflow:ada")
+    with session_scope(history_db) as s:
+        assert open_alerts(s, kind="rollback") == []

@@ -11,17 +11,9 @@ import json
 import pytest
 
 from tests.clm_lib.reporting.audit_history import HOSTILE, seed_audit
+from tests.plugins.helpers import bearer
 
 V1 = "/clm/api/v1"
-
-
-@pytest.fixture(scope="module")
-def api(airflow_fab):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(apps="core")) as client:
-        yield client
 
 
 @pytest.fixture
@@ -37,18 +29,14 @@ def logged(airflow_fab, tmp_path, monkeypatch):
     return cfg
 
 
-def _as(tokens, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens[name]}"}
-
-
 @pytest.mark.parametrize("path", ["/audit", "/audit/export", "/audit/verify", "/reports/1"])
 def test_anonymous_is_401_public_403(api, tokens, path):
     assert api.get(V1 + path).status_code == 401
-    assert api.get(V1 + path, headers=_as(tokens, "pat")).status_code == 403
+    assert api.get(V1 + path, headers=bearer(tokens, "pat")).status_code == 403
 
 
 def test_a_viewer_reads_the_log_filtered_and_paged(api, tokens, logged):
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
 
     everything = api.get(f"{V1}/audit", headers=headers).json()
     moves = api.get(f"{V1}/audit", params={"action": "alias.", "actor": "otto", "limit": 1}, headers=headers).json()
@@ -75,14 +63,14 @@ def test_a_viewer_reads_the_log_filtered_and_paged(api, tokens, logged):
     ],
 )
 def test_a_bad_filter_is_a_422_naming_the_field(api, tokens, logged, params, field):
-    response = api.get(f"{V1}/audit", params=params, headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/audit", params=params, headers=bearer(tokens, "vic"))
 
     assert response.status_code == 422
     assert ["query", field] in [e["loc"] for e in response.json()["detail"]]
 
 
 def test_csv_export_streams_every_matching_entry(api, tokens, logged):
-    response = api.get(f"{V1}/audit/export", params={"format": "csv", "actor": "ada"}, headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/audit/export", params={"format": "csv", "actor": "ada"}, headers=bearer(tokens, "vic"))
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
@@ -93,7 +81,7 @@ def test_csv_export_streams_every_matching_entry(api, tokens, logged):
 
 
 def test_json_export_is_the_whole_chain(api, tokens, logged):
-    response = api.get(f"{V1}/audit/export", params={"format": "json"}, headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/audit/export", params={"format": "json"}, headers=bearer(tokens, "vic"))
 
     entries = json.loads(response.text)
     assert response.headers["content-type"] == "application/json" and len(entries) == 8
@@ -101,13 +89,13 @@ def test_json_export_is_the_whole_chain(api, tokens, logged):
 
 
 def test_an_unknown_export_format_is_a_422(api, tokens, logged):
-    response = api.get(f"{V1}/audit/export", params={"format": "xlsx"}, headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/audit/export", params={"format": "xlsx"}, headers=bearer(tokens, "vic"))
 
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "format"]
 
 
 def test_verify_reports_the_chain(api, tokens, logged):
-    body = api.get(f"{V1}/audit/verify", headers=_as(tokens, "vic")).json()
+    body = api.get(f"{V1}/audit/verify", headers=bearer(tokens, "vic")).json()
 
     assert (body["ok"], body["checked"], body["broken_id"]) == (True, 8, None)
     assert len(body["head"]) == 64 and body["checked_at"]
@@ -118,7 +106,7 @@ def test_a_version_report_and_an_unknown_version(api, tokens, logged, register_v
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     version = register_version(load_config(), {"routers": 88.0})
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
 
     report = api.get(f"{V1}/reports/{version}", headers=headers).json()
     unknown = api.get(f"{V1}/reports/4242", headers=headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.clm_lib.reporting.data_lake import HOSTILE, build_lake
+from tests.plugins.helpers import bearer
 
 API = "/clm/api/v1"
 ROUTES = [
@@ -26,15 +27,6 @@ def lake(tmp_path_factory):
     return built
 
 
-@pytest.fixture(scope="module")
-def api(airflow_fab):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(apps="core")) as client:
-        yield client
-
-
 @pytest.fixture
 def stores(lake, monkeypatch):
     monkeypatch.setenv("CLM_DATABASE_URL", lake.cfg.database_url)
@@ -42,19 +34,15 @@ def stores(lake, monkeypatch):
     return lake
 
 
-def _as(tokens, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens[name]}"}
-
-
 @pytest.mark.parametrize("route", ROUTES)
 def test_every_data_route_needs_a_reader(api, tokens, stores, route):
     assert api.get(API + route).status_code == 401
-    assert api.get(API + route, headers=_as(tokens, "pat")).status_code == 403
-    assert api.get(API + route, headers=_as(tokens, "vic")).status_code == 200
+    assert api.get(API + route, headers=bearer(tokens, "pat")).status_code == 403
+    assert api.get(API + route, headers=bearer(tokens, "vic")).status_code == 200
 
 
 def test_batches_filter_and_page(api, tokens, stores):
-    viewer = _as(tokens, "vic")
+    viewer = bearer(tokens, "vic")
     page = api.get(f"{API}/ingestion/batches", headers=viewer).json()
     assert (page["total"], page["offset"], page["limit"]) == (2, 0, 50)
     newest = page["items"][0]
@@ -76,7 +64,7 @@ def test_batches_filter_and_page(api, tokens, stores):
 
 
 def test_summary_reconciles(api, tokens, stores):
-    summary = api.get(f"{API}/ingestion/summary", params={"hours": 2}, headers=_as(tokens, "vic")).json()
+    summary = api.get(f"{API}/ingestion/summary", params={"hours": 2}, headers=bearer(tokens, "vic")).json()
 
     assert len(summary["hourly"]) == 2 and summary["problems"] == []
     assert all(r["ok"] for r in summary["reconciliation"])
@@ -85,7 +73,7 @@ def test_summary_reconciles(api, tokens, stores):
 
 
 def test_quarantine_returns_hostile_records_as_data(api, tokens, stores):
-    viewer = _as(tokens, "vic")
+    viewer = bearer(tokens, "vic")
     page = api.get(f"{API}/quarantine", params={"reason": "unknown_task"}, headers=viewer).json()
 
     assert page["total"] == 1 and page["filters"] == {"reason": "unknown_task"}
@@ -99,7 +87,7 @@ def test_quarantine_returns_hostile_records_as_data(api, tokens, stores):
 
 
 def test_data_versions(api, tokens, stores):
-    viewer = _as(tokens, "vic")
+    viewer = bearer(tokens, "vic")
     tables = {t["name"]: t for t in api.get(f"{API}/data/tables", headers=viewer).json()}
     assert (tables["curated"]["version"], tables["curated"]["rows"]) == (1, 6) and not tables["eval"]["exists"]
 
@@ -125,7 +113,7 @@ def test_data_versions(api, tokens, stores):
     ("/data/tables/eval/versions/0/runs", "'eval'"),
 ])  # fmt: skip
 def test_unknown_things_are_404s_naming_them(api, tokens, stores, route, named):
-    response = api.get(API + route, headers=_as(tokens, "vic"))
+    response = api.get(API + route, headers=bearer(tokens, "vic"))
 
     assert response.status_code == 404, response.text
     assert named in response.json()["detail"]
@@ -145,7 +133,7 @@ def test_unknown_things_are_404s_naming_them(api, tokens, stores, route, named):
     ("/data/tables/curated/versions/-1/runs", "version"),
 ])  # fmt: skip
 def test_bad_filters_are_422s_naming_the_field(api, tokens, stores, route, field):
-    response = api.get(API + route, headers=_as(tokens, "vic"))
+    response = api.get(API + route, headers=bearer(tokens, "vic"))
 
     assert response.status_code == 422, response.text
     assert field in [e["loc"][-1] for e in response.json()["detail"]]
@@ -154,8 +142,60 @@ def test_bad_filters_are_422s_naming_the_field(api, tokens, stores, route, field
 def test_a_store_that_cannot_be_read_is_a_503_naming_it(api, tokens, stores, monkeypatch):
     monkeypatch.setenv("CLM_DATABASE_URL", "postgresql+psycopg2://clm@127.0.0.1:9/clm")
 
-    response = api.get(f"{API}/ingestion/batches", headers=_as(tokens, "vic"))
+    response = api.get(f"{API}/ingestion/batches", headers=bearer(tokens, "vic"))
     assert response.status_code == 503
     assert "clm's database cannot be read (since " in response.json()["detail"]
     # the quarantine lives in the lake, which still answers
-    assert api.get(f"{API}/quarantine", headers=_as(tokens, "vic")).json()["total"] == 5
+    assert api.get(f"{API}/quarantine", headers=bearer(tokens, "vic")).json()["total"] == 5
+
+
+@pytest.fixture
+def own_lake(tmp_path, monkeypatch):
+    """A lake of its own: a restore changes it."""
+    built = build_lake(tmp_path / "home")
+    monkeypatch.setenv("CLM_DATABASE_URL", built.cfg.database_url)
+    monkeypatch.setenv("CLM_DATA_URI", built.cfg.lake_uri)
+    return built
+
+
+def test_restore_needs_an_operator_and_is_audited_with_the_caller(api, tokens, own_lake):
+    from sqlalchemy import select
+
+    from clm_lib.data import lake as lake_tables
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import AuditEntry
+
+    route, body = f"{API}/data/tables/curated/restore", {"version": 0, "reason": "feedback batch was wrong"}
+    assert api.post(route, json=body).status_code == 401
+    assert api.post(route, json=body, headers=bearer(tokens, "vic")).status_code == 403
+    response = api.post(route, json=body, headers=bearer(tokens, "uma"))
+    assert response.status_code == 200, response.text
+    done = response.json()
+    assert (done["restored_version"], done["from_version"], done["new_version"]) == (0, 1, 2)
+    cfg = own_lake.cfg
+    assert lake_tables.read_table(cfg, "curated").num_rows == lake_tables.read_table(cfg, "curated", 0).num_rows
+    with session_scope(cfg.database_url) as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "data.restored")).one()
+    audited = (entry.actor, entry.reason, entry.from_value, entry.to_value)
+    assert audited == ("airflow:uma", "feedback batch was wrong", "1", "0")
+
+
+@pytest.mark.parametrize(("route", "body", "status", "named"), [
+    ("/data/tables/secrets/restore", {"version": 0, "reason": "r"}, 404, "'secrets'"),
+    ("/data/tables/curated/restore", {"version": 7, "reason": "r"}, 404, "no version 7"),
+    ("/data/tables/eval/restore", {"version": 0, "reason": "r"}, 404, "'eval' has no version 0"),
+    ("/data/tables/curated/restore", {"version": 0, "reason": "   "}, 422, "reason"),
+    ("/data/tables/curated/restore", {"version": 0}, 422, "reason"),
+    ("/data/tables/curated/restore", {"version": -1, "reason": "r"}, 422, "version"),
+    ("/data/tables/curated/restore", {"version": 0, "reason": "r" * 2001}, 422, "reason"),
+    ("/data/tables/curated/restore", {"version": 0, "reason": "r", "force": True}, 422, "force"),
+])  # fmt: skip
+def test_restore_refusals_name_what_is_wrong(api, tokens, own_lake, route, body, status, named):
+    response = api.post(API + route, json=body, headers=bearer(tokens, "otto"))
+
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert named in (detail if status == 404 else [e["loc"][-1] for e in detail])
+    from clm_lib.data import lake as lake_tables
+
+    assert lake_tables.table_version(own_lake.cfg, "curated") == 1  # nothing was written

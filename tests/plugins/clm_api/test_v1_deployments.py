@@ -50,7 +50,14 @@ def _champion(cfg) -> str | None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/deployments"), ("get", "/deployments/1"), ("get", "/serving"), ("post", "/rollback")],
+    [
+        ("get", "/deployments"),
+        ("get", "/deployments/1"),
+        ("get", "/serving"),
+        ("post", "/rollback"),
+        ("get", "/promotion/next"),
+        ("post", "/promote"),
+    ],
 )
 def test_anonymous_is_401_and_public_403(api, tokens, method, path):
     assert getattr(api, method)(V1 + path).status_code == 401
@@ -176,3 +183,113 @@ def test_a_missing_database_is_a_503_that_names_it(api, tokens, airflow_fab, tmp
     assert response.status_code == 503
     assert response.json()["detail"].startswith("clm's database cannot be read (since ")
     assert not missing.exists()
+
+
+def _requests(cfg) -> list:
+    from sqlalchemy import select
+
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import AuditEntry
+
+    with session_scope(cfg.database_url) as s:
+        found = s.scalars(select(AuditEntry).where(AuditEntry.action == "promotion.requested")).all()
+        return [(e.actor, e.target, e.to_value, e.reason, e.details) for e in found]
+
+
+def test_the_next_promotion_reads_the_live_config_and_lists_what_may_be_promoted(api, tokens, promoted):
+    body = api.get(f"{V1}/promotion/next", headers=_as(tokens, "vic")).json()
+
+    assert (body["strategy"], body["steps"], body["rules"], body["champion"]) == ("alias", [], [], "2")
+    assert "no serving slot is touched" in body["flow"] and body["busy"] is None and body["problem"] is None
+    assert "more than 5 accuracy points" in body["gate"][0]
+    [v1] = body["eligible"]
+    assert (v1["version"], v1["aliases"], v1["evaluated"], v1["gate"]["passed"]) == ("1", ["previous"], True, True)
+
+    # An operator changes the plan on the Configuration screen: the next promotion uses it, and this shows it.
+    from clm_lib.airflow.settings import resolve_file_config
+    from clm_lib.config_store import commit_change, live_revision
+    from clm_lib.db import session_scope
+
+    with session_scope(promoted.database_url) as s:
+        file_cfg = resolve_file_config()
+        base = live_revision(s, file_cfg).number
+        changes = {"deploy.strategy": "canary", "deploy.bake_seconds": 7, "deploy.rules.max_error_rate": 0.02}
+        commit_change(s, file_cfg=file_cfg, changes=changes, base_revision=base, actor="airflow:otto", reason="r")
+    body = api.get(f"{V1}/promotion/next", headers=_as(tokens, "vic")).json()
+    assert (body["strategy"], body["steps"], body["bake_seconds"]) == ("canary", [10, 50, 100], 7.0)
+    assert body["config_revision"] == base + 1
+    rules = {r["rule"]: r for r in body["rules"]}
+    assert "at most 2.0% of the candidate's requests fail" in rules["error_rate"]["text"]
+    assert rules["feedback"]["enabled"] is False and "10% → 50% → 100%" in body["flow"]
+
+
+def test_an_operator_promotes_through_the_dag_and_it_is_audited(api, tokens, promoted, fake_airflow):
+    response = api.post(f"{V1}/promote", json={"version": "1", "reason": "v1 was better at <b>billing</b>"},
+                        headers=_as(tokens, "otto"))  # fmt: skip
+
+    assert response.status_code == 202, response.text
+    run_id = "manual__2026-12-07T10:00:00+00:00"
+    assert response.json() == {"dag_id": "clm_promotion", "dag_run_id": run_id, "version": "1"}
+    conf = {"version": "1", "reason": "v1 was better at <b>billing</b>"}
+    assert fake_airflow.seen == [{"path": "/api/v2/dags/clm_promotion/dagRuns", "auth": f"Bearer {tokens['otto']}",
+                                  "body": {"logical_date": None, "conf": conf}}]  # fmt: skip
+    assert _requests(promoted) == [("airflow:otto", "clm_promotion", run_id, conf["reason"],
+                                    {"dag_run_id": run_id, "conf": conf})]  # fmt: skip
+    assert _champion(promoted) == "2"  # nothing moved: the DAG's gate decides
+
+
+def test_a_viewer_cannot_promote_and_nothing_happens(api, tokens, promoted, fake_airflow):
+    response = api.post(f"{V1}/promote", json={"version": "1", "reason": "please"}, headers=_as(tokens, "vic"))
+
+    assert response.status_code == 403
+    assert fake_airflow.seen == [] and _requests(promoted) == [] and _champion(promoted) == "2"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"version": "99", "reason": "why"}, 404, "MLflow has no version 99"),
+        ({"version": "2", "reason": "why"}, 409, "version 2 is already the champion"),
+        ({"version": "v1", "reason": "why"}, 422, ["body", "version"]),
+        ({"version": "1" * 33, "reason": "why"}, 422, ["body", "version"]),
+        ({"version": "1", "reason": ""}, 422, ["body", "reason"]),
+        ({"version": "1", "reason": "   "}, 422, ["body", "reason"]),
+        ({"version": "1", "reason": "x" * 2001}, 422, ["body", "reason"]),
+        ({"version": "1", "reason": "why", "force": True}, 422, ["body", "force"]),
+        ({"reason": "why"}, 422, ["body", "version"]),
+    ],
+)
+def test_a_refused_promotion_names_why_and_triggers_nothing(api, tokens, promoted, fake_airflow, body, status, says):
+    response = api.post(f"{V1}/promote", json=body, headers=_as(tokens, "otto"))
+
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    if status == 422:
+        assert [e["loc"] for e in detail] == [says]
+    else:
+        assert says in detail
+    assert fake_airflow.seen == [] and _requests(promoted) == []
+
+
+def test_a_deployment_under_way_is_a_409(api, tokens, promoted, fake_airflow):
+    from clm_lib.deploy.lock import holder_id, release, try_acquire
+
+    holder = holder_id("a rollback in another process")
+    assert try_acquire(promoted.database_url, holder, 60)
+    try:
+        response = api.post(f"{V1}/promote", json={"version": "1", "reason": "why"}, headers=_as(tokens, "otto"))
+        shown = api.get(f"{V1}/promotion/next", headers=_as(tokens, "vic")).json()["busy"]
+    finally:
+        release(promoted.database_url, holder)
+
+    assert response.status_code == 409 and "a rollback in another process" in response.json()["detail"]
+    assert "a rollback in another process" in shown
+    assert fake_airflow.seen == [] and _requests(promoted) == []
+
+
+def test_airflows_refusal_of_a_promotion_is_passed_on_and_not_audited(api, tokens, promoted, fake_airflow):
+    fake_airflow.answer = (403, {"detail": "Forbidden"})
+    response = api.post(f"{V1}/promote", json={"version": "1", "reason": "why"}, headers=_as(tokens, "otto"))
+
+    assert response.status_code == 403 and "Airflow refused to trigger clm_promotion" in response.json()["detail"]
+    assert _requests(promoted) == []

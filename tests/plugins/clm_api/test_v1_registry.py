@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.clm_lib.reporting.registry_history import HOSTILE, register_in_mlflow, seed_lineage
+from tests.plugins.helpers import bearer
 
 V1 = "/clm/api/v1"
 ROUTES = ["/models", "/models/2", "/models/2/lineage", "/models/compare?a=1&b=2", "/aliases", "/aliases/history"]
-
-
-@pytest.fixture(scope="module")
-def api(airflow_fab):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(apps="core")) as client:
-        yield client
 
 
 @pytest.fixture
@@ -32,19 +24,15 @@ def registered(airflow_fab, tmp_path, mlflow_uri, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
 
 
-def _as(tokens, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens[name]}"}
-
-
 @pytest.mark.parametrize("path", ROUTES)
 def test_anonymous_is_401_public_403(api, tokens, path):
     assert api.get(V1 + path).status_code == 401
-    assert api.get(V1 + path, headers=_as(tokens, "pat")).status_code == 403
+    assert api.get(V1 + path, headers=bearer(tokens, "pat")).status_code == 403
 
 
 def test_models_paged_newest_first(api, tokens, registered):
-    everything = api.get(f"{V1}/models", headers=_as(tokens, "vic")).json()
-    second = api.get(f"{V1}/models", params={"offset": 1, "limit": 1}, headers=_as(tokens, "vic")).json()
+    everything = api.get(f"{V1}/models", headers=bearer(tokens, "vic")).json()
+    second = api.get(f"{V1}/models", params={"offset": 1, "limit": 1}, headers=bearer(tokens, "vic")).json()
 
     assert (everything["total"], [v["version"] for v in everything["items"]]) == (3, ["3", "2", "1"])
     assert everything["registry_status"] == "ok"
@@ -57,8 +45,8 @@ def test_models_paged_newest_first(api, tokens, registered):
 
 
 def test_one_model_and_its_lineage(api, tokens, registered):
-    one = api.get(f"{V1}/models/1", headers=_as(tokens, "vic"))
-    graph = api.get(f"{V1}/models/2/lineage", headers=_as(tokens, "vic")).json()
+    one = api.get(f"{V1}/models/1", headers=bearer(tokens, "vic"))
+    graph = api.get(f"{V1}/models/2/lineage", headers=bearer(tokens, "vic")).json()
 
     assert one.status_code == 200 and one.json()["aliases"] == ["previous"]
     nodes = {n["id"]: n for n in graph["nodes"]}
@@ -80,7 +68,7 @@ def test_one_model_and_its_lineage(api, tokens, registered):
     ],
 )
 def test_unknown_versions_are_404_and_bad_arguments_422(api, tokens, registered, path, status):
-    response = api.get(V1 + path, headers=_as(tokens, "vic"))
+    response = api.get(V1 + path, headers=bearer(tokens, "vic"))
 
     assert response.status_code == status, response.text[:300]
     if status == 404:
@@ -88,7 +76,7 @@ def test_unknown_versions_are_404_and_bad_arguments_422(api, tokens, registered,
 
 
 def test_compare(api, tokens, registered):
-    c = api.get(f"{V1}/models/compare", params={"a": "1", "b": "2"}, headers=_as(tokens, "vic")).json()
+    c = api.get(f"{V1}/models/compare", params={"a": "1", "b": "2"}, headers=bearer(tokens, "vic")).json()
 
     assert [(t["task"], t["delta"]) for t in c["tasks"]] == [("routers", -3.0), ("billing", None),
                                                              ("thermostats", None)]  # fmt: skip
@@ -99,10 +87,10 @@ def test_compare(api, tokens, registered):
 
 
 def test_aliases_and_their_history(api, tokens, registered):
-    now = api.get(f"{V1}/aliases", headers=_as(tokens, "vic")).json()
-    history = api.get(f"{V1}/aliases/history", params={"alias": "champion"}, headers=_as(tokens, "vic")).json()
+    now = api.get(f"{V1}/aliases", headers=bearer(tokens, "vic")).json()
+    history = api.get(f"{V1}/aliases/history", params={"alias": "champion"}, headers=bearer(tokens, "vic")).json()
     paged = api.get(f"{V1}/aliases/history", params={"actor": "otto", "limit": 1, "offset": 1},
-                    headers=_as(tokens, "vic")).json()  # fmt: skip
+                    headers=bearer(tokens, "vic")).json()  # fmt: skip
 
     assert [(a["alias"], a["version"], a["agrees"]) for a in now] == [
         ("champion", "2", True), ("previous", "1", True), ("challenger", "3", False)
@@ -120,6 +108,6 @@ def test_a_database_that_cannot_be_read_is_a_503(api, tokens, airflow_fab, tmp_p
     monkeypatch.setenv("CLM_DATABASE_URL", f"sqlite:///{broken}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")
 
-    response = api.get(f"{V1}/models", headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/models", headers=bearer(tokens, "vic"))
 
     assert response.status_code == 503 and "clm's database cannot be read" in response.json()["detail"]

@@ -6,17 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.clm_lib.reporting.audit_history import HOSTILE, add_corrections
+from tests.plugins.helpers import bearer
 
 V1 = "/clm/api/v1"
-
-
-@pytest.fixture(scope="module")
-def api(airflow_fab):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(apps="core")) as client:
-        yield client
 
 
 @pytest.fixture
@@ -29,10 +21,6 @@ def queue(airflow_fab, tmp_path, monkeypatch):
     cfg = load_config()
     upgrade(cfg.database_url)
     return cfg, add_corrections(cfg.database_url, ["Restart the router, then", HOSTILE, "Call billing"])
-
-
-def _as(tokens, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens[name]}"}
 
 
 def _audit(cfg, prefix: str):
@@ -61,7 +49,7 @@ def test_anonymous_is_401(api, method, path):
 
 def test_a_viewer_sees_the_queue_but_cannot_decide(api, tokens, queue):
     cfg, ids = queue
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
 
     body = api.get(f"{V1}/review", headers=headers).json()
     accept = api.post(f"{V1}/review/accept", json={"ids": ids}, headers=headers)
@@ -73,13 +61,15 @@ def test_a_viewer_sees_the_queue_but_cannot_decide(api, tokens, queue):
     assert (accept.status_code, reject.status_code) == (403, 403)
     assert api.get(f"{V1}/review", headers=headers).json()["total"] == 3
     assert _audit(cfg, "feedback.") == []
-    assert api.get(f"{V1}/review", headers=_as(tokens, "pat")).status_code == 403
+    assert api.get(f"{V1}/review", headers=bearer(tokens, "pat")).status_code == 403
 
 
 def test_an_operator_accepts_and_the_audit_log_names_them(api, tokens, queue):
     cfg, ids = queue
 
-    response = api.post(f"{V1}/review/accept", json={"ids": ids[:2], "reason": "checked"}, headers=_as(tokens, "otto"))
+    response = api.post(
+        f"{V1}/review/accept", json={"ids": ids[:2], "reason": "checked"}, headers=bearer(tokens, "otto")
+    )
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -87,13 +77,13 @@ def test_an_operator_accepts_and_the_audit_log_names_them(api, tokens, queue):
     assert (cfg.landing_dir / body["landing_file"]).is_file()
     assert _audit(cfg, "feedback.") == [("feedback.accept", f"serving_feedback:{i}", "airflow:otto", "checked")
                                         for i in ids[:2]]  # fmt: skip
-    left = api.get(f"{V1}/review", headers=_as(tokens, "vic")).json()
+    left = api.get(f"{V1}/review", headers=bearer(tokens, "vic")).json()
     assert [i["id"] for i in left["items"]] == ids[2:] and left["counts"]["accepted"] == 2
 
 
 def test_a_rejection_needs_a_reason_and_is_audited(api, tokens, queue):
     cfg, ids = queue
-    headers = _as(tokens, "uma")
+    headers = bearer(tokens, "uma")
 
     no_reason = api.post(f"{V1}/review/reject", json={"ids": [ids[1]], "reason": "  "}, headers=headers)
     done = api.post(f"{V1}/review/reject", json={"ids": [ids[1]], "reason": "prompt injection"}, headers=headers)
@@ -106,7 +96,7 @@ def test_a_rejection_needs_a_reason_and_is_audited(api, tokens, queue):
 
 def test_unknown_ids_are_404_decided_ones_409_and_nothing_changes(api, tokens, queue):
     _, ids = queue
-    headers = _as(tokens, "otto")
+    headers = bearer(tokens, "otto")
     api.post(f"{V1}/review/reject", json={"ids": [ids[0]], "reason": "dup"}, headers=headers)
 
     unknown = api.post(f"{V1}/review/accept", json={"ids": [ids[1], 999]}, headers=headers)
@@ -128,7 +118,7 @@ def test_unknown_ids_are_404_decided_ones_409_and_nothing_changes(api, tokens, q
     ],
 )
 def test_a_malformed_decision_is_a_422_naming_the_field(api, tokens, queue, body, field):
-    response = api.post(f"{V1}/review/accept", json=body, headers=_as(tokens, "otto"))
+    response = api.post(f"{V1}/review/accept", json=body, headers=bearer(tokens, "otto"))
 
     assert response.status_code == 422
     assert field in [str(part) for e in response.json()["detail"] for part in e["loc"]]
@@ -137,10 +127,10 @@ def test_a_malformed_decision_is_a_422_naming_the_field(api, tokens, queue, body
 
 def test_keys_are_for_operators_and_the_secret_is_shown_once(api, tokens, queue):
     cfg, _ = queue
-    ops = _as(tokens, "otto")
+    ops = bearer(tokens, "otto")
 
-    assert api.get(f"{V1}/keys", headers=_as(tokens, "vic")).status_code == 403
-    assert api.post(f"{V1}/keys", json={"owner": "x"}, headers=_as(tokens, "vic")).status_code == 403
+    assert api.get(f"{V1}/keys", headers=bearer(tokens, "vic")).status_code == 403
+    assert api.post(f"{V1}/keys", json={"owner": "x"}, headers=bearer(tokens, "vic")).status_code == 403
     created = api.post(f"{V1}/keys", json={"owner": "billing-team", "scopes": ["infer", "feedback"]}, headers=ops)
     assert created.status_code == 201, created.text
     key = created.json()
@@ -151,7 +141,7 @@ def test_keys_are_for_operators_and_the_secret_is_shown_once(api, tokens, queue)
     ]
     assert key["secret"] not in api.get(f"{V1}/keys", headers=ops).text
 
-    revoked = api.post(f"{V1}/keys/{key['id']}/revoke", json={"reason": "leaked"}, headers=_as(tokens, "ada"))
+    revoked = api.post(f"{V1}/keys/{key['id']}/revoke", json={"reason": "leaked"}, headers=bearer(tokens, "ada"))
     again = api.post(f"{V1}/keys/{key['id']}/revoke", headers=ops)
     unknown = api.post(f"{V1}/keys/77/revoke", headers=ops)
     huge = api.post(f"{V1}/keys/{2**64}/revoke", headers=ops)
@@ -169,6 +159,16 @@ def test_keys_are_for_operators_and_the_secret_is_shown_once(api, tokens, queue)
 @pytest.mark.parametrize(("body", "field"), [({"owner": ""}, "owner"), ({"owner": "a", "scopes": ["admin"]}, "scopes"),
                                              ({"owner": "a", "scopes": []}, "scopes")])  # fmt: skip
 def test_a_bad_key_request_is_a_422(api, tokens, queue, body, field):
-    response = api.post(f"{V1}/keys", json=body, headers=_as(tokens, "otto"))
+    response = api.post(f"{V1}/keys", json=body, headers=bearer(tokens, "otto"))
 
     assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == ["body", field]
+
+
+def test_an_ingest_key_can_be_made_and_an_unknown_scope_is_a_422(api, tokens, queue):
+    ops = bearer(tokens, "otto")
+
+    made = api.post(f"{V1}/keys", json={"owner": "crm-webhook", "scopes": ["ingest"]}, headers=ops)
+    unknown = api.post(f"{V1}/keys", json={"owner": "crm-webhook", "scopes": ["admin"]}, headers=ops)
+
+    assert made.status_code == 201 and made.json()["scopes"] == ["ingest"], made.text
+    assert unknown.status_code == 422 and "scopes" in unknown.text

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry
-from tests.clm_lib.reporting.training_history import HOSTILE, fake_airflow_server, seed_training
+from tests.clm_lib.reporting.training_history import HOSTILE, seed_training
+from tests.plugins.helpers import bearer
 
 V1 = "/clm/api/v1"
 ROUTES = [
@@ -22,15 +23,6 @@ ROUTES = [
     ("get", "/strategy/history"),
     ("post", "/training/retrain"),
 ]
-
-
-@pytest.fixture(scope="module")
-def api(airflow_fab):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(apps="core")) as client:
-        yield client
 
 
 @pytest.fixture
@@ -46,17 +38,6 @@ def seeded(airflow_fab, tmp_path, monkeypatch):
     return cfg
 
 
-@pytest.fixture
-def fake_airflow(monkeypatch):
-    with fake_airflow_server() as (url, airflow):
-        monkeypatch.setenv("CLM_AIRFLOW_URL", url)
-        yield airflow
-
-
-def _as(tokens, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens[name]}"}
-
-
 def _audit(cfg) -> list[AuditEntry]:
     with session_scope(cfg.database_url) as s:
         return list(s.scalars(select(AuditEntry)))
@@ -66,11 +47,11 @@ def _audit(cfg) -> list[AuditEntry]:
 def test_anonymous_is_401_and_public_403(api, tokens, method, path):
     kwargs = {"json": {"reason": "x"}} if method == "post" else {}
     assert getattr(api, method)(V1 + path, **kwargs).status_code == 401
-    assert getattr(api, method)(V1 + path, headers=_as(tokens, "pat"), **kwargs).status_code == 403
+    assert getattr(api, method)(V1 + path, headers=bearer(tokens, "pat"), **kwargs).status_code == 403
 
 
 def test_a_viewer_lists_runs_with_filters_and_paging(api, tokens, seeded):
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
 
     page = api.get(f"{V1}/training/runs", headers=headers).json()
     assert page["total"] == 5 and [r["id"] for r in page["items"]] == ["tr-e", "tr-d", "tr-c", "tr-b", "tr-a"]
@@ -85,13 +66,13 @@ def test_a_viewer_lists_runs_with_filters_and_paging(api, tokens, seeded):
 @pytest.mark.parametrize(("params", "field"), [({"status": "done"}, "status"), ({"trigger": "cron"}, "trigger"),
                                                ({"limit": 0}, "limit")])  # fmt: skip
 def test_bad_filters_are_422_naming_the_field(api, tokens, seeded, params, field):
-    response = api.get(f"{V1}/training/runs", params=params, headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/training/runs", params=params, headers=bearer(tokens, "vic"))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-1] == field
 
 
 def test_a_run_with_its_checks_and_loss_curve(api, tokens, seeded):
-    run = api.get(f"{V1}/training/runs/tr-b", headers=_as(tokens, "vic")).json()
+    run = api.get(f"{V1}/training/runs/tr-b", headers=bearer(tokens, "vic")).json()
 
     assert run["run"]["trigger"]["detectors"] == ["task_mix"] and run["checks"][0]["check_id"] == "c2"
     assert {v["detector"]: v["p_value"] for v in run["checks"][0]["verdicts"]}["task_mix"] == 8.6e-43
@@ -100,7 +81,7 @@ def test_a_run_with_its_checks_and_loss_curve(api, tokens, seeded):
 
 
 def test_unknown_and_malformed_run_ids(api, tokens, seeded):
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
     missing = api.get(f"{V1}/training/runs/tr-zzz", headers=headers)
     assert missing.status_code == 404 and "tr-zzz" in missing.json()["detail"]
     assert api.get(f"{V1}/training/runs/tr-zzz/strategy", headers=headers).status_code == 404
@@ -109,7 +90,7 @@ def test_unknown_and_malformed_run_ids(api, tokens, seeded):
 
 
 def test_strategy_of_a_run_and_the_history(api, tokens, seeded):
-    headers = _as(tokens, "vic")
+    headers = bearer(tokens, "vic")
     one = api.get(f"{V1}/training/runs/tr-b/strategy", headers=headers).json()
     assert one["replay"]["buffer_tasks_after"] == {"routers": 100, "billing": 100} and one["replay"]["dynamic"]
     assert one["ewc"]["strength"] == 500.0 and one["freezing"]["frozen_modules"][0] == "model.embed_tokens"
@@ -120,20 +101,20 @@ def test_strategy_of_a_run_and_the_history(api, tokens, seeded):
 
 
 def test_schedule(api, tokens, seeded):
-    found = api.get(f"{V1}/training/schedule", headers=_as(tokens, "vic")).json()
+    found = api.get(f"{V1}/training/schedule", headers=bearer(tokens, "vic")).json()
     assert found["last_check_at"].startswith("2026-11-23T09:17") and found["next_at"].startswith("2026-11-23T10:17")
     assert found["overdue"] is True  # long past, in the seeded history
 
 
 def test_a_store_down_is_503_naming_it(api, tokens, airflow_fab, tmp_path, monkeypatch):
     monkeypatch.setenv("CLM_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")
-    response = api.get(f"{V1}/training/runs", headers=_as(tokens, "vic"))
+    response = api.get(f"{V1}/training/runs", headers=bearer(tokens, "vic"))
     assert response.status_code == 503 and "clm's database" in response.json()["detail"]
     assert not (tmp_path / "none.db").exists()
 
 
 def test_an_operator_retrains_with_their_own_token_and_it_is_audited(api, tokens, seeded, fake_airflow):
-    response = api.post(f"{V1}/training/retrain", json={"reason": HOSTILE}, headers=_as(tokens, "otto"))
+    response = api.post(f"{V1}/training/retrain", json={"reason": HOSTILE}, headers=bearer(tokens, "otto"))
 
     assert response.status_code == 200
     assert response.json() == {"dag_id": "clm_continual_training", "dag_run_id": "manual__2026-12-07T10:00:00+00:00"}
@@ -146,7 +127,7 @@ def test_an_operator_retrains_with_their_own_token_and_it_is_audited(api, tokens
 
 
 def test_a_viewer_cannot_retrain_and_nothing_happens(api, tokens, seeded, fake_airflow):
-    response = api.post(f"{V1}/training/retrain", json={"reason": "please"}, headers=_as(tokens, "vic"))
+    response = api.post(f"{V1}/training/retrain", json={"reason": "please"}, headers=bearer(tokens, "vic"))
     assert response.status_code == 403
     assert fake_airflow.seen == [] and _audit(seeded) == []
 
@@ -154,14 +135,14 @@ def test_a_viewer_cannot_retrain_and_nothing_happens(api, tokens, seeded, fake_a
 @pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 2001},
                                   {"reason": "ok", "force": False}])  # fmt: skip
 def test_a_bad_request_is_422_and_triggers_nothing(api, tokens, seeded, fake_airflow, body):
-    response = api.post(f"{V1}/training/retrain", json=body, headers=_as(tokens, "otto"))
+    response = api.post(f"{V1}/training/retrain", json=body, headers=bearer(tokens, "otto"))
     assert response.status_code == 422
     assert fake_airflow.seen == [] and _audit(seeded) == []
 
 
 def test_airflows_refusal_is_passed_on_and_not_audited(api, tokens, seeded, fake_airflow):
     fake_airflow.answer = (403, {"detail": "Forbidden"})
-    response = api.post(f"{V1}/training/retrain", json={"reason": "why"}, headers=_as(tokens, "otto"))
+    response = api.post(f"{V1}/training/retrain", json={"reason": "why"}, headers=bearer(tokens, "otto"))
     assert response.status_code == 403 and "Airflow refused" in response.json()["detail"]
     assert _audit(seeded) == []
 
@@ -174,7 +155,7 @@ def test_the_real_api_server_is_called_with_the_callers_token(airflow_fab, token
 
     monkeypatch.delenv("CLM_AIRFLOW_URL", raising=False)
     with running(create_app(apps="core")) as url:
-        response = httpx.post(f"{url}{V1}/training/retrain", json={"reason": "why"}, headers=_as(tokens, "otto"),
+        response = httpx.post(f"{url}{V1}/training/retrain", json={"reason": "why"}, headers=bearer(tokens, "otto"),
                               timeout=30)  # fmt: skip
     # Airflow accepted otto's token (no 401/403) and then found no such DAG in its (test) database.
     assert response.status_code == 404, response.text

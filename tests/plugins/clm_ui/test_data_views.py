@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.clm_lib.reporting.data_lake import build_lake
+from tests.plugins.helpers import signed_in
 
 INGESTION = "/clm/ingestion"
 VERSIONS = "/clm/data"
@@ -22,8 +23,7 @@ def lake(tmp_path_factory):
 def viewer(client, tokens, lake, monkeypatch):
     monkeypatch.setenv("CLM_DATABASE_URL", lake.cfg.database_url)
     monkeypatch.setenv("CLM_DATA_URI", lake.cfg.lake_uri)
-    client.set_cookie("_token", tokens["vic"], domain="localhost")
-    return client
+    return signed_in(client, tokens, "vic")
 
 
 def test_anonymous_visitors_are_sent_to_login(client):
@@ -33,7 +33,7 @@ def test_anonymous_visitors_are_sent_to_login(client):
 
 
 def test_a_user_without_read_access_is_refused(client, tokens):
-    client.set_cookie("_token", tokens["pat"], domain="localhost")
+    signed_in(client, tokens, "pat")
     assert client.get(INGESTION).status_code == 403
 
 
@@ -105,3 +105,62 @@ def test_data_versions_unknown_table_or_version_is_a_404_naming_it(viewer):
     response = viewer.get(VERSIONS, query_string={"table": "curated", "to": "7"})
     assert response.status_code == 404 and "no version 7" in response.get_data(as_text=True)
     assert viewer.get(VERSIONS, query_string={"from": "x"}).status_code == 422
+
+
+SAME_ORIGIN = {"Origin": "http://localhost"}
+
+
+@pytest.fixture
+def own_lake(tmp_path, monkeypatch):
+    """A lake of its own: a restore changes it."""
+    built = build_lake(tmp_path / "home")
+    monkeypatch.setenv("CLM_DATABASE_URL", built.cfg.database_url)
+    monkeypatch.setenv("CLM_DATA_URI", built.cfg.lake_uri)
+    return built
+
+
+def _token(html: str) -> str:
+    return re.search(r'name="clm_csrf" value="([^"]+)"', html).group(1)
+
+
+def test_an_operator_restores_a_version_after_seeing_what_it_changes(client, tokens, own_lake):
+    from sqlalchemy import select
+
+    from clm_lib.data import lake as tables
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import AuditEntry
+
+    uma = signed_in(client, tokens, "uma")
+    assert 'class="restore-link"' in uma.get(VERSIONS).text
+    confirm = uma.get(VERSIONS, query_string={"restore": "0", "from": "1", "to": "0"}).text
+    assert 'id="restore-form"' in confirm and "v1 → v0:</strong>" in confirm and "\u22122</span> removed" in confirm
+    form = {"clm_csrf": _token(confirm), "table": "curated", "version": "0", "reason": "<b>bad</b> feedback"}
+    response = uma.post(f"{VERSIONS}/restore", headers=SAME_ORIGIN, data=form)
+    assert response.status_code == 303 and "restored=0" in response.headers["Location"]
+    done = uma.get(response.headers["Location"].split("/pluginsv2", 1)[-1]).text
+    assert "v2 holds what v0 held" in done
+    assert tables.read_table(own_lake.cfg, "curated").num_rows == tables.read_table(own_lake.cfg, "curated", 0).num_rows
+    with session_scope(own_lake.cfg.database_url) as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "data.restored")).one()
+    assert (entry.actor, entry.reason, entry.to_value) == ("airflow:uma", "<b>bad</b> feedback", "0")
+
+
+def test_restores_that_are_forged_unknown_unexplained_or_by_a_viewer_change_nothing(client, tokens, own_lake):
+    from clm_lib.data import lake as tables
+
+    uma = signed_in(client, tokens, "uma")
+    token = _token(uma.get(VERSIONS, query_string={"restore": "0"}).text)
+    form = {"clm_csrf": token, "table": "curated", "version": "0", "reason": "why"}
+    forged = uma.post(f"{VERSIONS}/restore", headers={"Origin": "https://evil.example"}, data=form)
+    assert forged.status_code == 403 and "Refused" in forged.text
+    unknown = uma.post(f"{VERSIONS}/restore", headers=SAME_ORIGIN, data={**form, "version": "9"})
+    assert unknown.status_code == 404 and "no version 9" in unknown.text
+    table = uma.post(f"{VERSIONS}/restore", headers=SAME_ORIGIN, data={**form, "table": "<i>x</i>"})
+    assert table.status_code == 404 and "&lt;i&gt;x&lt;/i&gt;" in table.text and "<i>x</i>" not in table.text
+    unexplained = uma.post(f"{VERSIONS}/restore", headers=SAME_ORIGIN, data={**form, "reason": "  "})
+    assert unexplained.status_code == 400 and "needs a reason" in unexplained.text
+    vic = signed_in(client, tokens, "vic")
+    page = vic.get(VERSIONS, query_string={"restore": "0"}).text
+    assert 'id="restore-form"' not in page and 'class="restore-link"' not in page
+    assert vic.post(f"{VERSIONS}/restore", headers=SAME_ORIGIN, data=form).status_code == 403
+    assert tables.table_version(own_lake.cfg, "curated") == 1

@@ -235,7 +235,7 @@ def test_refusals_say_what_to_do_and_keep_the_form(client, tokens, history, clm_
         release(clm_env.database_url, holder)
     assert busy.status_code == 409
     assert "busy: a promotion step in another process" in busy.text and "Try again when it is done" in busy.text
-    assert ">latency spike</textarea>" in busy.text and "<details class=\"rollback\" open>" in busy.text
+    assert ">latency spike</textarea>" in busy.text and '<details class="rollback" open>' in busy.text
     assert _champion(clm_env) == history.v2
 
 
@@ -276,3 +276,91 @@ def test_a_failing_rollback_is_explained_without_a_traceback(client, tokens, two
 
     assert response.status_code == status and shown in response.text
     assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+# --- The next promotion and the promote button ----------------------------------------------------------------
+
+PROMOTE = "/clm/serving/promote"
+
+
+def _promotion_requests(cfg) -> list:
+    from clm_lib.db import session_scope
+    from clm_lib.db.models import AuditEntry
+
+    with session_scope(cfg.database_url) as s:
+        found = s.scalars(select(AuditEntry).where(AuditEntry.action == "promotion.requested")).all()
+        return [(e.actor, e.to_value, e.reason) for e in found]
+
+
+def test_the_plan_of_the_next_promotion_and_what_each_past_one_used(client, tokens, history):
+    html = _as(client, tokens, "vic").get(PAGE).text
+
+    plan = html.split('id="next-promotion"', 1)[1].split("</section>", 1)[0]
+    assert "Gate, load into the idle slot, smoke test, traffic 10% → 50% → 100% with a 0.05 s bake window" in plan
+    assert re.search(r"<dt>Traffic steps</dt><dd>10 → 50 → 100% of traffic on the candidate</dd>", plan)
+    assert "95th-percentile latency at most 500 ms (judged on at least 10 request(s)" in plan
+    assert "no task the champion knew may drop by more than 5 accuracy points" in plan
+    eligible = plan.split('id="eligible"', 1)[1]
+    assert f'id="eligible-{history.v1}"' in eligible and f'id="eligible-{history.v3}"' in eligible
+    assert f'id="eligible-{history.v2}"' not in eligible  # the champion is not offered
+    assert "rejected by the canary" in eligible.split(f'id="eligible-{history.v3}"', 1)[1]
+    assert "<form" not in html and "needs permission to trigger <code>clm_promotion</code>" in plan
+    history_table = html.split('id="history"', 1)[1].split("</table>", 1)[0]
+    assert history_table.count("canary 10 → 50 → 100% · bake 0.05 s") == 3  # recorded when each started
+
+
+def test_an_operator_requests_a_promotion_through_the_dag(client, tokens, history, clm_env, fake_airflow):
+    otto = _as(client, tokens, "otto")
+    page = otto.get(PAGE).text
+    assert f'<input type="hidden" name="version" value="{history.v1}">' in page
+    assert f'<form method="post" action="/pluginsv2{PROMOTE}"' in page
+
+    form = {"clm_csrf": _form_token(page), "version": history.v1, "reason": "v1 answered <b>billing</b> better"}
+    response = otto.post(PROMOTE, data=form, headers=SAME_ORIGIN)
+
+    assert response.status_code == 303, response.text
+    target = urlsplit(response.headers["Location"])
+    run_id = "manual__2026-12-07T10:00:00+00:00"
+    assert parse_qs(target.query) == {"promotion_requested": [run_id], "version": [history.v1]}
+    conf = {"version": history.v1, "reason": "v1 answered <b>billing</b> better"}
+    assert [(seen["path"], seen["body"]["conf"]) for seen in fake_airflow.seen] == [
+        ("/api/v2/dags/clm_promotion/dagRuns", conf)]  # fmt: skip
+    assert fake_airflow.seen[0]["auth"] == f"Bearer {tokens['otto']}"
+    assert _promotion_requests(clm_env) == [("airflow:otto", run_id, conf["reason"])]
+    assert _champion(clm_env) == history.v2 and history.backend.serving() == history.v2  # the gate decides, later
+    shown = otto.get(PAGE, query_string=parse_qs(target.query)).text
+    assert 'id="promote-result"' in shown and f"Promotion of v{history.v1} requested." in shown
+    assert "/dags/clm_promotion/runs/manual__2026-12-07T10%3A00%3A00%2B00%3A00" in shown
+
+
+def test_a_viewer_cannot_promote(client, tokens, history, clm_env, fake_airflow):
+    response = _as(client, tokens, "vic").post(PROMOTE, data={"version": history.v1, "reason": "try"},
+                                               headers=SAME_ORIGIN)  # fmt: skip
+
+    assert response.status_code == 403
+    assert "permission to trigger runs of the DAG &#39;clm_promotion&#39;" in response.text
+    assert fake_airflow.seen == [] and _promotion_requests(clm_env) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "says"),
+    [
+        ("champion", 409, "is already the champion"),
+        ("unknown", 404, "MLflow has no version 99"),
+        ("no_reason", 400, "Say why you promote"),
+        ("not_a_number", 400, "is not a model version number"),
+        ("forged", 403, "no valid security token"),
+    ],
+)
+def test_a_refused_promotion_says_why_and_triggers_nothing(client, tokens, history, clm_env, fake_airflow, case,
+                                                           status, says):  # fmt: skip
+    otto = _as(client, tokens, "otto")
+    form = {"clm_csrf": _form_token(otto.get(PAGE).text), "version": history.v1, "reason": "why"}
+    form |= {"champion": {"version": history.v2}, "unknown": {"version": "99"}, "no_reason": {"reason": " "},
+             "not_a_number": {"version": "v1"}, "forged": {"clm_csrf": ""}}[case]  # fmt: skip
+
+    response = otto.post(PROMOTE, data=form, headers=SAME_ORIGIN)
+
+    assert response.status_code == status and says in response.text
+    assert "Promotion not requested." in response.text
+    assert fake_airflow.seen == [] and _promotion_requests(clm_env) == []

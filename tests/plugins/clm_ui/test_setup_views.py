@@ -7,6 +7,7 @@ import pytest
 
 from tests.clm_lib.reporting.conftest import seed_history
 from tests.clm_lib.reporting.test_overview_health import add_failures
+from tests.plugins.helpers import signed_in
 
 INTEGRATIONS = "/clm/integrations"
 STARTED = "/clm/getting-started"
@@ -15,8 +16,7 @@ SECRET = "hunter2secret"
 
 @pytest.fixture
 def viewer(client, tokens):
-    client.set_cookie("_token", tokens["vic"], domain="localhost")
-    return client
+    return signed_in(client, tokens, "vic")
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_anonymous_visitors_are_sent_to_login_and_the_public_refused(client, tok
     for page in (INTEGRATIONS, STARTED):
         response = client.get(page)
         assert response.status_code == 302 and "login" in response.headers["Location"]
-    client.set_cookie("_token", tokens["pat"], domain="localhost")
+    signed_in(client, tokens, "pat")
     assert client.get(INTEGRATIONS).status_code == 403 and client.get(STARTED).status_code == 403
 
 
@@ -88,7 +88,7 @@ def test_overview_shows_health_alerts_trend_and_links_escaped(viewer, seeded):
 
     assert 'id="health-ingestion"' in html and 'state-failed">failing' in html
     assert 'id="alerts"' in html and "v3 rolled back automatically" in html
-    assert 'href="/pluginsv2/clm/report/3"' in html and 'href="/pluginsv2/clm/ingestion?status=gave_up"' in html
+    assert 'href="/pluginsv2/clm/serving"' in html and 'href="/pluginsv2/clm/alerts"' in html  # the alert's, all
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>x</script>" not in html
     assert 'id="trend-1"' in html and "<polyline" in html

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry
-from tests.clm_lib.reporting.training_history import HOSTILE, fake_airflow_server, seed_training
+from tests.clm_lib.reporting.training_history import HOSTILE, seed_training
+from tests.plugins.helpers import signed_in
 
 TRAINING = "/clm/training"
 STRATEGY = "/clm/strategy"
@@ -34,18 +35,6 @@ def seeded(airflow_fab, tmp_path, monkeypatch):
     return cfg
 
 
-@pytest.fixture
-def fake_airflow(monkeypatch):
-    with fake_airflow_server() as (url, airflow):
-        monkeypatch.setenv("CLM_AIRFLOW_URL", url)
-        yield airflow
-
-
-def _as(client, tokens, name):
-    client.set_cookie("_token", tokens[name], domain="localhost")
-    return client
-
-
 def _form_token(html: str) -> str:
     return re.search(r'name="clm_csrf" value="([^"]+)"', html).group(1)
 
@@ -56,7 +45,7 @@ def _audit(cfg) -> list[AuditEntry]:
 
 
 def test_a_viewer_sees_the_runs_escaped_and_no_button(client, tokens, seeded):
-    response = _as(client, tokens, "vic").get(TRAINING)
+    response = signed_in(client, tokens, "vic").get(TRAINING)
 
     html = response.text
     assert response.status_code == 200
@@ -70,19 +59,19 @@ def test_a_viewer_sees_the_runs_escaped_and_no_button(client, tokens, seeded):
 
 
 def test_a_run_in_detail(client, tokens, seeded):
-    html = _as(client, tokens, "vic").get(TRAINING, query_string={"run": "tr-b"}).text
+    html = signed_in(client, tokens, "vic").get(TRAINING, query_string={"run": "tr-b"}).text
 
     detail = html.split('id="detail"', 1)[1]
     assert 'id="loss-chart"' in detail and "1000 steps" in detail and "training loss per step" in detail
     assert 'href="/dags/clm_continual_training/runs/asset_triggered__2026-11-21T09%3A00%3A00"' in detail
     assert "8.6e-43" in detail and "billing appeared: &lt;b&gt;new task&lt;/b&gt;" in detail
-    manual = _as(client, tokens, "vic").get(TRAINING, query_string={"run": "tr-c"}).text
+    manual = signed_in(client, tokens, "vic").get(TRAINING, query_string={"run": "tr-c"}).text
     assert 'id="loss-problem"' in manual and "no train_summary.json" in manual
     assert f'id="trigger-reason">{HOSTILE.replace("<", "&lt;").replace(">", "&gt;")}' in manual.replace("&#39;", "'")
 
 
 def test_filters_unknown_runs_and_bad_filters(client, tokens, seeded):
-    viewer = _as(client, tokens, "vic")
+    viewer = signed_in(client, tokens, "vic")
     only = viewer.get(TRAINING, query_string={"trigger": "manual"}).text
     assert re.findall(r"<code>(tr-[a-e])</code></a>", only) == ["tr-c"]
     missing = viewer.get(TRAINING, query_string={"run": "tr-<b>"})
@@ -93,7 +82,7 @@ def test_filters_unknown_runs_and_bad_filters(client, tokens, seeded):
 
 
 def test_the_strategy_screen(client, tokens, seeded):
-    html = _as(client, tokens, "vic").get(STRATEGY, query_string={"run": "tr-b"}).text
+    html = signed_in(client, tokens, "vic").get(STRATEGY, query_string={"run": "tr-b"}).text
 
     assert 'id="fraction-chart"' in html and "tr-b: replay fraction 31.0%" in html
     detail = html.split('id="detail"', 1)[1]
@@ -101,19 +90,19 @@ def test_the_strategy_screen(client, tokens, seeded):
     assert 'style="width: 50.0%"' in html  # tr-b's buffer after the run: half routers, half billing
     assert "model.embed_tokens" in detail and "the previous champion" in detail and "3.2e-07" in detail
     assert "orthogonality" in detail
-    assert _as(client, tokens, "vic").get(STRATEGY, query_string={"run": "tr-x"}).status_code == 404
+    assert signed_in(client, tokens, "vic").get(STRATEGY, query_string={"run": "tr-x"}).status_code == 404
 
 
 def test_store_down_says_which_store(client, tokens, airflow_fab, tmp_path, monkeypatch):
     monkeypatch.setenv("CLM_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")
     for page in (TRAINING, STRATEGY):
-        response = _as(client, tokens, "vic").get(page)
+        response = signed_in(client, tokens, "vic").get(page)
         assert response.status_code == 503 and "clm&#39;s database cannot be read" in response.text
     assert not (tmp_path / "none.db").exists()
 
 
 def test_an_operator_retrains_and_the_audit_log_names_them(client, tokens, seeded, fake_airflow):
-    otto = _as(client, tokens, "otto")
+    otto = signed_in(client, tokens, "otto")
     token = _form_token(otto.get(TRAINING).text)
 
     response = otto.post(POST, data={"clm_csrf": token, "reason": HOSTILE}, headers=SAME_ORIGIN)
@@ -133,14 +122,14 @@ def test_an_operator_retrains_and_the_audit_log_names_them(client, tokens, seede
 
 
 def test_a_viewer_cannot_post_and_nothing_changes(client, tokens, seeded, fake_airflow):
-    response = _as(client, tokens, "vic").post(POST, data={"reason": "please"}, headers=SAME_ORIGIN)
+    response = signed_in(client, tokens, "vic").post(POST, data={"reason": "please"}, headers=SAME_ORIGIN)
     assert response.status_code == 403
     assert fake_airflow.seen == [] and _audit(seeded) == []
 
 
 @pytest.mark.parametrize("case", ["no_token", "other_site"])
 def test_forged_posts_are_refused(client, tokens, seeded, fake_airflow, case):
-    otto = _as(client, tokens, "otto")
+    otto = signed_in(client, tokens, "otto")
     token = _form_token(otto.get(TRAINING).text)
     data = {"reason": "forged"} | ({} if case == "no_token" else {"clm_csrf": token})
     headers = {"Origin": "https://evil.example"} if case == "other_site" else SAME_ORIGIN
@@ -152,7 +141,7 @@ def test_forged_posts_are_refused(client, tokens, seeded, fake_airflow, case):
 
 
 def test_refusals_say_what_to_do(client, tokens, seeded, fake_airflow):
-    otto = _as(client, tokens, "otto")
+    otto = signed_in(client, tokens, "otto")
     token = _form_token(otto.get(TRAINING).text)
     empty = otto.post(POST, data={"clm_csrf": token, "reason": "  "}, headers=SAME_ORIGIN)
     assert empty.status_code == 400 and "Say why you retrain now" in empty.text
@@ -176,5 +165,5 @@ def test_refusals_say_what_to_do(client, tokens, seeded, fake_airflow):
     ],
 )
 def test_odd_query_strings_never_answer_5xx(client, tokens, seeded, page, query):
-    response = _as(client, tokens, "otto").get(page, query_string=query)
+    response = signed_in(client, tokens, "otto").get(page, query_string=query)
     assert response.status_code in (200, 404, 422) and "Traceback" not in response.text

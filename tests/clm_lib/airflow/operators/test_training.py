@@ -62,7 +62,7 @@ def _runs(cfg) -> list[TrainingRun]:
 
 
 def test_a_manual_run_skips_with_the_drift_policys_reason(op_cfg):
-    op = ContinualTrainOperator(task_id="train", force="False")  # as Jinja renders {{ params.force }}
+    op = ContinualTrainOperator(task_id="train", force="False", remove_task="")  # as Jinja renders {{ params.force }}
     with pytest.raises(AirflowSkipException, match="no curated data yet"):
         op.execute(_context())
     lake.append(op_cfg, "curated", _curated(40))
@@ -79,7 +79,7 @@ def test_a_manual_run_skips_with_the_drift_policys_reason(op_cfg):
 @pytest.mark.slow
 def test_a_forced_run_trains_below_the_threshold_and_records_why(op_cfg):
     lake.append(op_cfg, "curated", _curated(40))
-    op = ContinualTrainOperator(task_id="train", force="True")
+    op = ContinualTrainOperator(task_id="train", force="True", remove_task="")
 
     run_id = op.execute(_context(force=True, reason="hotfix data"))
 
