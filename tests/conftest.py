@@ -25,6 +25,30 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="clm-test-airflow-")
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+E2E = REPO / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The e2e files go first: under `pytest -n` (make test) they are the longest unit of work (see below).
+    items.sort(key=lambda item: not item.path.is_relative_to(E2E))  # stable: every file keeps its order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under ``pytest -n N`` (``make test``) a file's tests stay on one worker, in order (module fixtures, numbered
+    steps), and every e2e test shares one worker and its one stack, which mostly waits on Airflow while the other
+    worker runs the rest. (``--dist loadgroup`` would say the same with marks, but xdist 3.8 cannot rename pytest
+    9's node ids, so its groups are silently ignored.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFileE2eTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "e2e" if path.startswith("tests/e2e/") else path
+
+    return ByFileE2eTogether(config, log)
+
+
 PG_ADMIN_URL = os.environ.get("CLM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 

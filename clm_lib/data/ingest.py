@@ -29,30 +29,33 @@ record at the same moment would both curate it.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from clm_lib import audit
 from clm_lib.config import ClmConfig
-from clm_lib.data import lake
+from clm_lib.data import id_index, lake, landing_s3
 from clm_lib.data.landing import FileRefused, list_landing, move, open_untrusted, read_capped, subfolder, write_note
 from clm_lib.data.readers import EXTENSIONS, Limits, ReadResult, file_format, read_parquet, read_text
-from clm_lib.data.records import FIELDS, TIMESTAMP, content_ids, normalise, splits
+from clm_lib.data.records import FIELDS, TIMESTAMP, content_digests, normalise, splits
 from clm_lib.db import session_scope
 from clm_lib.db.models import IngestionBatch, ValidationResult, utcnow
 from clm_lib.errors import IngestError
 from clm_lib.faults import fault_point
+from clm_lib.validation import native
 from clm_lib.validation.suite import SuiteResult, SuiteSpec, load_suite, validate
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,8 @@ class BatchResult:
     """Why the file was quarantined as a whole instead of read (a link, a FIFO, over a cap); it goes to
     ``landing/failed/``."""
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each step of the last attempt (read, raw commit, hash, dedupe, validate, ...)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,13 +105,13 @@ def batch_id_for(file_sha256: str, name: str) -> str:
     return hashlib.sha256(f"{file_sha256}:{name}".encode()).hexdigest()[:16]
 
 
-def _first_occurrences(ids: pa.Array) -> pa.Array:
-    seen: set[str] = set()
-    keep = []
-    for i in ids.to_pylist():
-        keep.append(i not in seen)
-        seen.add(i)
-    return pa.array(keep, pa.bool_())
+def _first_occurrences(keys: pa.Array) -> pa.Array:
+    """Per row: no earlier row of the batch has the same key (a hash aggregation, not a Python loop)."""
+    n = len(keys)
+    first = pa.table({"k": keys, "i": pa.arange(0, n)}).group_by("k", use_threads=False).aggregate([("i", "min")])
+    mask = np.zeros(n, dtype=bool)
+    mask[first["i_min"].to_numpy()] = True
+    return pa.array(mask)
 
 
 def _with(table: pa.Table, **columns: Any) -> pa.Table:
@@ -126,18 +131,44 @@ class _Split:
     quarantine: pa.Table
     duplicates: int
     verdict: SuiteResult
+    keys: pa.Array
+    """The curated rows' keys in the id index (:mod:`clm_lib.data.id_index`), row for row."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each step (the ingest benchmark reports them)."""
 
 
-def _new_records(cfg: ClmConfig, clean: pa.Table, batch_id: str) -> tuple[pa.Array, pa.Table]:
-    """Positions in ``clean`` of records neither curated before nor repeated earlier in this file, and
-    those records normalised, with their ids."""
+def _new_records(
+    cfg: ClmConfig, clean: pa.Table, batch_id: str, seconds: dict[str, float]
+) -> tuple[pa.Array, pa.Table, pa.Array]:
+    """Positions in ``clean`` of records neither curated before nor repeated earlier in this file, those records
+    normalised, with their ids, and their index keys."""
+    started = time.perf_counter()
     normal = {f: normalise(clean[f].combine_chunks()) for f in FIELDS}
-    ids = content_ids(normal["task"], normal["prompt"], normal["response"])
+    ids, keys = content_digests(normal["task"], normal["prompt"], normal["response"])
+    seconds["hash"] = time.perf_counter() - started
+    started = time.perf_counter()
     # Rows of this same batch are ignored so that a batch retried after a crash counts the same way.
-    curated = lake.read_table(cfg, "curated", columns=["id"], where=pc.field("batch_id") != batch_id)["id"]
-    new = pc.and_(_first_occurrences(ids), pc.invert(pc.is_in(ids, value_set=curated.combine_chunks())))
+    curated = id_index.seen(cfg, keys, exclude_batch=batch_id)
+    new = pc.and_(_first_occurrences(keys), pc.invert(curated))
     positions = pc.indices_nonzero(new)
-    return positions, pa.table({"id": ids, **normal}).take(positions)
+    seconds["dedupe"] = time.perf_counter() - started
+    table = pa.table({"id": ids, **normal})
+    if len(positions) == len(ids):  # nothing seen before: skip copying every text column
+        return positions, table, keys
+    return positions, table.take(positions), keys.take(positions)
+
+
+def _take(table: pa.Table | pa.Array, rows: pa.Array) -> pa.Table | pa.Array:
+    """``table.take(rows)``, without the copy when ``rows`` is every row in order (the usual case)."""
+    return table if len(rows) == len(table) else table.take(rows)
+
+
+def _verdict(cfg: ClmConfig, records: pa.Table, suite: SuiteSpec) -> SuiteResult:
+    """The suite's verdict: evaluated on Arrow when it uses only the expectation types
+    :mod:`clm_lib.validation.native` knows (GX's semantics, checked against GX in its tests), else by GX; always
+    by GX with ``data.gx_engine: gx``."""
+    fast = native.evaluate(records, cfg, suite) if cfg.data.gx_engine == "arrow" else None
+    return fast or validate(records, cfg, suite)
 
 
 def _rejected(originals: pa.Table, ids: pa.Array, reasons: list[list[str]], verdict: SuiteResult) -> pa.Table:
@@ -153,24 +184,33 @@ def _rejected(originals: pa.Table, ids: pa.Array, reasons: list[list[str]], verd
 def _partition(
     cfg: ClmConfig, read: ReadResult, batch_id: str, source: str, now: datetime, suite: SuiteSpec
 ) -> _Split:
+    seconds: dict[str, float] = {}
     rows = read.table
-    broken = rows.filter(pc.is_valid(rows["problem"]))
-    clean = rows.filter(pc.is_null(rows["problem"]))
-    positions, candidates = _new_records(cfg, clean, batch_id)
-    verdict = validate(candidates, cfg, suite)
+    if rows["problem"].null_count == rows.num_rows:  # every record read cleanly: no filtering copy
+        broken, clean = rows.slice(0, 0), rows
+    else:
+        broken = rows.filter(pc.is_valid(rows["problem"]))
+        clean = rows.filter(pc.is_null(rows["problem"]))
+    positions, candidates, keys = _new_records(cfg, clean, batch_id, seconds)
+    started = time.perf_counter()
+    verdict = _verdict(cfg, candidates, suite)
+    seconds["validate"] = time.perf_counter() - started
 
-    failed = pa.array(sorted(verdict.row_failures), pa.uint64())
-    passed = pa.array([i for i in range(candidates.num_rows) if i not in verdict.row_failures], pa.uint64())
-    originals = clean.take(positions)
-    good = candidates.take(passed)
+    started = time.perf_counter()
+    failing = np.zeros(candidates.num_rows, dtype=bool)
+    failing[list(verdict.row_failures)] = True
+    failed = pa.array(np.flatnonzero(failing).astype(np.uint64))
+    passed = pa.array(np.flatnonzero(~failing).astype(np.uint64))
+    originals = _take(clean, positions)
+    good = _take(candidates, passed)
     curated = _with(
         good,
-        split=splits(good["id"].combine_chunks(), cfg.data.eval_fraction),
+        split=splits(good["id"], cfg.data.eval_fraction),
         source=source,
         batch_id=batch_id,
-        line=originals["line"].take(passed),
+        line=_take(originals["line"], passed),
         ingested_at=now,
-        metadata=originals["metadata"].take(passed),
+        metadata=_take(originals["metadata"], passed),
     )
     reasons = [verdict.row_failures[i] for i in failed.to_pylist()]
     rejected = _rejected(originals.take(failed), candidates["id"].take(failed), reasons, verdict)
@@ -178,11 +218,13 @@ def _partition(
     quarantine = pa.concat_tables([broken, rejected.select(broken.column_names)]).sort_by("line")
     quarantine = _with(quarantine.rename_columns({"problem": "reason"}), source=source, batch_id=batch_id,
                        ingested_at=now)
-    return _Split(curated, quarantine, clean.num_rows - candidates.num_rows, verdict)
+    seconds["assemble"] = time.perf_counter() - started
+    return _Split(curated, quarantine, clean.num_rows - candidates.num_rows, verdict, _take(keys, passed), seconds)
 
 
 def _counts(values: pa.ChunkedArray | pa.Array) -> dict[str, int]:
-    return dict(sorted(Counter(values.to_pylist()).items()))
+    counted = pc.value_counts(values)
+    return dict(sorted(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)))
 
 
 ATTEMPT = re.compile(r"^attempt (\d+) (started|failed|interrupted)\b")
@@ -394,13 +436,16 @@ def _txn(batch_id: str) -> dict[str, Any]:
 
 def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, reader: Callable[[], ReadResult],
             actor: str | None) -> None:
+    stages = result.stages
     suite = load_suite(cfg)  # a broken suite must stop the batch before anything is written
     fault_point("ingest.after_start")
+    started = time.perf_counter()
     try:
         read = reader()
     except FileRefused as refusal:
         _refuse(cfg, result, refusal, actor)
         return
+    stages["read"] = time.perf_counter() - started
     for note in read.notes:
         log.info("%s: %s", path, note)
     now = datetime.now(UTC)
@@ -408,10 +453,26 @@ def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, reader: Callable[[]
     txn = _txn(batch_id)
 
     raw = _with(read.table.drop_columns(["problem", "detail"]), batch_id=batch_id, source=source, ingested_at=now)
-    result.raw_version = lake.append(cfg, "raw", raw, **txn) if raw.num_rows else lake.table_version(cfg, "raw")
+
+    def write_raw() -> int | None:
+        began = time.perf_counter()
+        version = lake.append(cfg, "raw", raw, **txn) if raw.num_rows else lake.table_version(cfg, "raw")
+        stages["raw_commit"] = time.perf_counter() - began
+        return version
+
+    # The raw commit (Rust, without the GIL) runs beside hashing, dedupe and validation (Python and Arrow): on two
+    # cores that hides most of it. Nothing below reads raw, and curated is written only after raw is committed.
+    with ThreadPoolExecutor(1, thread_name_prefix="clm-raw") as pool:
+        raw_commit = pool.submit(write_raw)
+        started = time.perf_counter()
+        try:
+            part = _partition(cfg, read, batch_id, source, now, suite)
+        finally:
+            result.raw_version = raw_commit.result()  # waits, and raises the raw commit's error first
+        stages.update(part.seconds)
+        stages["overlapped"] = time.perf_counter() - started
     fault_point("ingest.after_raw_commit")
 
-    part = _partition(cfg, read, batch_id, source, now, suite)
     result.rows_in = read.table.num_rows
     result.rows_curated = part.curated.num_rows
     result.rows_quarantined = part.quarantine.num_rows
@@ -427,14 +488,24 @@ def _ingest(cfg: ClmConfig, path: Path, result: BatchResult, reader: Callable[[]
     result.notes = list(read.notes)
 
     def write(name: str, table: pa.Table) -> int | None:
-        return lake.append(cfg, name, table, **txn) if table.num_rows else lake.table_version(cfg, name)
+        began = time.perf_counter()
+        version = lake.append(cfg, name, table, **txn) if table.num_rows else lake.table_version(cfg, name)
+        stages[f"{name}_commit"] = time.perf_counter() - began
+        return version
 
     result.curated_version = write("curated", part.curated)
     fault_point("ingest.after_curated_commit")
+    if part.curated.num_rows:
+        began = time.perf_counter()
+        id_index.add(cfg, part.keys, result.curated_version, batch_id)
+        stages["index_commit"] = time.perf_counter() - began
     result.quarantine_version = write("quarantine", part.quarantine)
     fault_point("ingest.after_quarantine_commit")
     result.status = "committed"
+    began = time.perf_counter()
     _record_commit(cfg, result, part.verdict, actor)
+    stages["database"] = time.perf_counter() - began
+    result.stages = {k: round(v, 4) for k, v in stages.items()}
 
 
 def _refuse(cfg: ClmConfig, result: BatchResult, refusal: FileRefused, actor: str | None) -> None:
@@ -484,16 +555,86 @@ def _landing_files(cfg: ClmConfig) -> list[Path]:
     return [p for p, _ in found]
 
 
+def _ingest_object(cfg: ClmConfig, place: landing_s3.S3Landing, obj: landing_s3.LandingObject,
+                   actor: str | None) -> BatchResult:
+    """Ingest one object of an ``s3://`` landing place: as :func:`ingest_file` does a file, from one read of
+    the listed version (:mod:`clm_lib.data.landing_s3`). Raises :class:`landing_s3.Changed` when it changed."""
+    started = time.monotonic()
+    path = Path(obj.name)
+    fmt = file_format(path)
+    source = place.uri(obj.key)
+    limits = Limits.of(cfg.data)
+    try:
+        place.check(obj, cfg.data)
+        content = place.read(obj, cfg.data)
+    except FileRefused as refusal:  # nothing (or not all) was read: the batch is named after the listed version
+        result = BatchResult(batch_id_for(f"unread:s3:{obj.etag}:{obj.size}", obj.name), source, fmt or "", "",
+                             "running")
+
+        def refuse(refused: FileRefused = refusal) -> ReadResult:
+            raise refused
+
+        return _run(cfg, path, result, refuse, actor, started)
+    sha = hashlib.sha256(content).hexdigest()
+
+    def read() -> ReadResult:
+        if fmt == "parquet":
+            return read_parquet(io.BytesIO(content), limits, obj.name)
+        return read_text(content, fmt, encoding=cfg.data.encoding, limits=limits, name=obj.name)
+
+    result = BatchResult(batch_id_for(sha, obj.name), source, fmt, sha, status="running")
+    return _run(cfg, path, result, read, actor, started)
+
+
+def _ingest_remote_landing(cfg: ClmConfig, actor: str | None) -> list[BatchResult]:
+    """:func:`ingest_landing` for an ``s3://`` landing place: the same outcomes, objects instead of files."""
+    place = landing_s3.S3Landing(cfg.landing_uri)
+    objects = place.list(list(cfg.data.formats), EXTENSIONS)
+    log.info("landing %s: %d object(s) to ingest", place.location, len(objects))
+    results = []
+    for obj in objects:
+        try:
+            result = _ingest_object(cfg, place, obj, actor)
+        except landing_s3.Changed as exc:
+            log.warning("%s: %s", place.uri(obj.key), exc)
+            continue
+        except IngestError as exc:
+            try:
+                moved = place.move(obj, FAILED, datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+            except landing_s3.Changed as changed:
+                log.warning("%s: %s", place.uri(obj.key), changed)
+                continue
+            place.write_note(moved + ".error.txt", f"{exc}\n")
+            log.error("%s: not ingested, moved to %s: %s", place.uri(obj.key), moved, exc)
+            results.append(BatchResult("", place.uri(obj.key), file_format(Path(obj.name)) or "", "", "failed",
+                                       error=str(exc)))
+            continue
+        try:
+            if result.refused:
+                moved = place.move(obj, FAILED, result.batch_id)
+                place.write_note(moved + ".error.txt", f"{result.refused}\n")
+            else:
+                log.info("%s: moved to %s", result.source, place.move(obj, PROCESSED, result.batch_id))
+        except landing_s3.Changed as changed:  # ingested; a newer version arrived meanwhile and stays
+            log.warning("%s: %s", place.uri(obj.key), changed)
+        fault_point("ingest.after_move")
+        results.append(result)
+    return results
+
+
 def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchResult]:
     """Ingest every file in the landing folder, oldest first.
 
     Each ingested (or already ingested) file moves to ``landing/processed/``. A file that cannot be read
     at all, was refused (a link, a FIFO, over a size cap: quarantined as a whole), or crashed ingestion
     ``data.max_attempts`` times moves to ``landing/failed/`` with ``<name>.error.txt`` beside it saying why,
-    and the other files go on. Any other error (lake or database unreachable) stops the run and leaves the
-    file in place, so a retry picks it up. Raises :class:`IngestError` when the folder itself is missing
-    or unreadable.
+    and the other files go on. An ``s3://`` landing place works the same way (:mod:`clm_lib.data.landing_s3`);
+    an object replaced while it was read is left for the next run. Any other error (lake or database
+    unreachable) stops the run and leaves the file in place, so a retry picks it up. Raises
+    :class:`IngestError` when the folder itself is missing or unreadable.
     """
+    if landing_s3.is_remote(cfg.paths.landing):
+        return _ingest_remote_landing(cfg, actor)
     landing = cfg.landing_dir
     results = []
     files = _landing_files(cfg)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError
 
 from clm_lib.config import ClmConfig
@@ -25,6 +25,11 @@ from clm_lib.errors import ClmError, ConfigError
 log = logging.getLogger(__name__)
 
 TABLES = tuple(SCHEMAS)
+
+WRITER = WriterProperties(compression="ZSTD", compression_level=1)
+"""Parquet settings of every file clm writes. zstd level 1 instead of delta-rs' default (snappy): faster to write
+and smaller on the demo-like text measured (100k records: 0.06 s and 1.1 MB against 0.08 s and 4.5 MB; text with
+fewer repeats gains less). Files written before keep their codec; readers take both."""
 
 
 def table_uri(cfg: ClmConfig, name: str) -> str:
@@ -168,6 +173,7 @@ def append(
         schema_mode="merge",  # tables written by an older clm gain new nullable columns
         storage_options=storage_options(cfg),
         commit_properties=properties,
+        writer_properties=WRITER,
     )
     version = current.version() if current is not None else table_version(cfg, name)
     log.info("lake %s: appended %d rows as version %s", name, data.num_rows, version)
@@ -179,7 +185,7 @@ def overwrite(cfg: ClmConfig, name: str, table: pa.Table) -> int:
     data = conform(name, table)
     current = _open(cfg, name)
     target: Any = current if current is not None else table_uri(cfg, name)
-    write_deltalake(target, data, mode="overwrite", storage_options=storage_options(cfg))
+    write_deltalake(target, data, mode="overwrite", storage_options=storage_options(cfg), writer_properties=WRITER)
     version = current.version() if current is not None else table_version(cfg, name)
     log.info("lake %s: overwritten with %d rows as version %s", name, data.num_rows, version)
     return version

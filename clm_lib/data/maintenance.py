@@ -26,7 +26,7 @@ from typing import Any
 from deltalake.exceptions import DeltaError
 
 from clm_lib.config import ClmConfig
-from clm_lib.data import lake
+from clm_lib.data import id_index, lake
 from clm_lib.data.versions import UnknownVersion, protected_versions
 from clm_lib.errors import ClmError
 
@@ -84,6 +84,8 @@ def optimize(cfg: ClmConfig, table: str) -> Compacted:
     result = Compacted(table, after if after != before else None, int(metrics.get("numFilesAdded", 0)),
                        int(metrics.get("numFilesRemoved", 0)))  # fmt: skip
     log.info("lake %s: compacted %s", table, result)
+    if table == "curated":
+        id_index.compact(cfg)  # the index dedupe reads beside curated gains small files at the same pace
     return result
 
 

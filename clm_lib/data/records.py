@@ -9,9 +9,13 @@ so a record lands in the same split on every machine and on every re-ingest.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import unicodedata
 from enum import StrEnum
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -103,17 +107,80 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+def _text_bytes(values: pa.Array | pa.ChunkedArray) -> list[np.ndarray]:
+    """The UTF-8 bytes behind ``values`` (every chunk's data buffer, possibly more than its slice: callers only
+    use them to rule a step out, and run the exact step when in doubt)."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    return [np.frombuffer(c.buffers()[2], np.uint8) for c in chunks if c.buffers()[2] is not None]
+
+
 def normalise(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """NFC, LF line breaks, no surrounding whitespace: differences no reader of the text would notice."""
-    # Each step is skipped when it cannot change anything (ASCII is already NFC); most text is ASCII.
-    if pc.all(pc.string_is_ascii(values)).as_py() is not True:
+    # Each step is skipped when it cannot change anything (ASCII is already NFC; no byte 0x0d, no CR), which is
+    # decided on the raw buffers with numpy: ~10x faster than the per-value Arrow kernels.
+    buffers = _text_bytes(values)
+    if any(b.size and b.max() >= 0x80 for b in buffers):
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        wide = pc.invert(pc.fill_null(pc.string_is_ascii(values), True))
         # Not pc.utf8_normalize: on pyarrow 25.0.1 it returns NFD whatever ``form`` says (measured), which
-        # stored decomposed accents in curated.
+        # stored decomposed accents in curated. Only the values that are not ASCII go through Python.
         nfc = unicodedata.normalize
-        values = pa.array([None if v is None else nfc("NFC", v) for v in values.to_pylist()], pa.string())
-    if pc.any(pc.match_substring(values, "\r")).as_py():
+        fixed = pa.array([nfc("NFC", v) for v in values.filter(wide).to_pylist()], pa.string())
+        values = pc.replace_with_mask(values, wide, fixed)
+    if any(np.count_nonzero(b == 0x0D) for b in buffers):
         values = pc.replace_substring_regex(values, pattern=r"\r\n?", replacement="\n")
     return pc.utf8_trim_whitespace(values)
+
+
+_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+"""Byte -> its two lowercase hex digits, for turning a buffer of digests into hex ids in one numpy step."""
+_NIBBLE = np.full(256, 255, np.uint16)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+KEY_BYTES = 16
+"""Length of an id's key in the curated id index (:mod:`clm_lib.data.id_index`): the digest's first 128 bits."""
+
+
+_HASH_ROWS = 65536
+"""Rows hashed per step: the joined text of one step stays in cache (1M rows in one step took 1.7x longer)."""
+
+
+def content_digests(task: pa.Array, prompt: pa.Array, response: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`content_ids` and, for each, its index key: the first :data:`KEY_BYTES` bytes of the digest."""
+    task, prompt, response = (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v
+                              for v in (task, prompt, response))
+    n = len(task)
+    fresh = hashlib.sha256().copy  # copying an empty hash is ~25 % cheaper than making one (measured)
+    out = []
+    # One sha256 call per row is the floor in Python (~1 us each); everything around it is done on whole buffers:
+    # rows are sliced out of the joined text's buffer (no per-row Arrow scalar, no copy) and the hex text is built
+    # by numpy.
+    for start in range(0, n, _HASH_ROWS):
+        parts: list[Any] = []
+        for values in (task, prompt, response):
+            values = values.slice(start, _HASH_ROWS)
+            parts += [pc.cast(pc.utf8_length(values), pa.string()), ":", values]
+        joined = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
+        width = np.int64 if pa.types.is_large_string(joined.type) else np.int32
+        offsets = np.frombuffer(joined.buffers()[1], width, count=len(joined) + 1,
+                                offset=joined.offset * np.dtype(width).itemsize)
+        data = memoryview(joined.buffers()[2] or b"")
+        bounds = offsets.tolist()
+        digests = []
+        for a, b in itertools.pairwise(bounds):
+            h = fresh()
+            h.update(data[a:b])
+            digests.append(h.digest())
+        out.append(b"".join(digests))
+    digests = np.frombuffer(b"".join(out), np.uint8)
+    ids = pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(np.arange(0, 64 * (n + 1), 64, dtype=np.int32)),
+                         pa.py_buffer(_HEX[digests].tobytes())],
+    )
+    keys = pa.Array.from_buffers(
+        pa.binary(KEY_BYTES), n, [None, pa.py_buffer(digests.reshape(n, 32)[:, :KEY_BYTES].tobytes())]
+    )
+    return ids, keys
 
 
 def content_ids(task: pa.Array, prompt: pa.Array, response: pa.Array) -> pa.Array:
@@ -122,12 +189,25 @@ def content_ids(task: pa.Array, prompt: pa.Array, response: pa.Array) -> pa.Arra
     The hashed text is ``<len>:<task><len>:<prompt><len>:<response>`` (lengths in code points, a null
     field is ``:`` with no length), so field boundaries are unambiguous whatever the text holds.
     """
-    parts = []
-    for values in (task, prompt, response):
-        parts += [pc.cast(pc.utf8_length(values), pa.string()), ":", values]
-    joined = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
-    sha = hashlib.sha256
-    return pa.array([sha(b).hexdigest() for b in pc.cast(joined, pa.binary()).to_pylist()], pa.string())
+    return content_digests(task, prompt, response)[0]
+
+
+def id_keys(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The index keys of hex ids (as :func:`content_digests` gives them with the ids)."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    ids = ids.cast(pa.string())
+    n = len(ids)
+    lengths = pc.binary_length(ids)
+    if n and not ids.null_count and pc.min_max(lengths).as_py() == {"min": 64, "max": 64}:
+        # Every id is 64 hex characters: decode the first 32 of each with numpy, not a Python loop.
+        start = int(np.frombuffer(ids.buffers()[1], np.int32)[ids.offset])
+        text = np.frombuffer(ids.buffers()[2], np.uint8)[start: start + 64 * n].reshape(n, 64)[:, : 2 * KEY_BYTES]
+        nibbles = _NIBBLE[text]
+        if (nibbles < 16).all():
+            raw = (nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).astype(np.uint8).tobytes()
+            return pa.Array.from_buffers(pa.binary(KEY_BYTES), n, [None, pa.py_buffer(raw)])
+    raw = b"".join(bytes.fromhex(i[: 2 * KEY_BYTES]) for i in ids.to_pylist())
+    return pa.Array.from_buffers(pa.binary(KEY_BYTES), n, [None, pa.py_buffer(raw)])
 
 
 def record_id(task: str | None, prompt: str | None, response: str | None) -> str:
@@ -144,9 +224,15 @@ def split_of(record_id_hex: str, eval_fraction: float) -> str:
     return "eval" if int(record_id_hex[:8], 16) < eval_fraction * 0x1_0000_0000 else "train"
 
 
-def splits(ids: pa.Array, eval_fraction: float) -> pa.Array:
-    """:func:`split_of` for a whole column."""
-    return pa.array([split_of(i, eval_fraction) for i in ids.to_pylist()], pa.string())
+def splits(ids: pa.Array | pa.ChunkedArray, eval_fraction: float) -> pa.Array:
+    """:func:`split_of` for a whole column, without a Python loop: ``int(h[:8], 16) < x`` is ``h[:8] < hex(ceil(x))``
+    for lowercase hex of a fixed width, so the ids' first 8 characters are compared as text."""
+    bound = math.ceil(eval_fraction * 0x1_0000_0000)
+    if bound >= 0x1_0000_0000:
+        return pa.repeat(pa.scalar("eval"), len(ids))
+    head = pc.utf8_slice_codeunits(ids, 0, 8)
+    result = pc.if_else(pc.less(head, f"{bound:08x}"), "eval", "train")
+    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
 
 
 def empty(name: str) -> pa.Table:

@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,6 +37,30 @@ def get_engine(url: str) -> Engine:
         return engine
     return create_engine(url, pool_pre_ping=True)
 
+
+
+def missing_sqlite(url: str) -> str | None:
+    """The path of a SQLite database URL whose file does not exist yet, else None: readers must not create it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else str(path)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (a driver's own message when SQLAlchemy wraps one), short enough for a banner.
+
+    A URL quoted in it (an MLflow or HTTP client error names the address it called) loses its password and tokens.
+    """
+    from clm_lib.redaction import redact_text
+
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return redact_text(text[0])[:300] if text else type(exc).__name__
 
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:

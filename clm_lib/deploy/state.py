@@ -16,20 +16,18 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from clm_lib.config import ClmConfig
-from clm_lib.db import session_scope
+from clm_lib.db import first_line, missing_sqlite, session_scope
 from clm_lib.deploy import history as deploy_history
 from clm_lib.deploy.lock import current_holder
 from clm_lib.deploy.plan import ACTIVE, Former, Record, current_champion, plan_rollback
 from clm_lib.deploy.plan import marks as version_marks
-from clm_lib.redaction import redact_text, redact_url
+from clm_lib.redaction import redact_url
 from clm_lib.registry.aliases import ALL, CHAMPION
 from clm_lib.serving.backends.base import SLOTS
 
@@ -355,25 +353,3 @@ def _slot(st, by_version: dict[str, list[str]], active: dict | None) -> SlotView
         pods=list(st.pods),
         aliases=sorted(by_version.get(st.version, [])) if st.version else [],
     )
-
-
-# --- stores, read without creating one ---------------------------------------------------------------
-
-
-def missing_sqlite(url: str) -> str | None:
-    """The path of a SQLite database URL whose file does not exist yet, else None."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else str(path)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error (a driver's own message when SQLAlchemy wraps one), without passwords."""
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return redact_text(text[0])[:300] if text else type(exc).__name__

@@ -189,6 +189,8 @@ def _kafka(cfg: ClmConfig) -> _Check:
     servers = getattr(kafka, "bootstrap_servers", None) if kafka is not None else None
     if not servers:
         return _Check("Kafka", "", "ingest.kafka (absent)", None, "no Kafka source in the config")
+    if not kafka.enabled:
+        return _Check("Kafka", "", "config ingest.kafka.enabled", None, "Kafka ingestion is off")
     first = str(servers).split(",")[0].strip()
     return _Check("Kafka", redact_url(str(servers)), "config ingest.kafka.bootstrap_servers",
                   lambda: tcp(f"kafka://{first}"), "broker")  # fmt: skip

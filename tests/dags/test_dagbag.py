@@ -18,7 +18,7 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) >= {"clm_ingest", "clm_continual_training", "clm_promotion"}
+    assert set(dagbag.dag_ids) >= {"clm_ingest", "clm_ingest_stream", "clm_continual_training", "clm_promotion"}
 
 
 def test_drift_monitor_runs_on_curated_data_and_hourly_and_requests_retraining(dagbag):

@@ -21,6 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.e2e.browsing import CHROMIUM, CHROMIUM_ARGS
+
 REPO = Path(__file__).resolve().parents[2]
 CLM = (sys.executable, "-m", "clm_lib.cli")
 # Variables of the developer's shell or of this test session that must not leak into the stack.
@@ -202,3 +204,25 @@ def stack_users(airflow_stack: AirflowStack) -> dict[str, StackUser]:
             assert reset.returncode == 0, (reset.stdout + reset.stderr)[-2000:]
         users[key] = user
     return users
+
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go: ``$CLM_E2E_ARTIFACTS``, else ``build/screens/`` in the checkout (git-ignored)."""
+    folder = Path(os.environ.get("CLM_E2E_ARTIFACTS") or REPO / "build" / "screens")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium (/usr/bin/chromium) driven by Playwright, which never downloads a browser of its own."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

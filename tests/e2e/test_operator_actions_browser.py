@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
-from tests.e2e.test_overview_browser import artifacts, browser  # noqa: F401 (fixtures: Debian's Chromium, folder)
+from tests.e2e.browsing import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -164,22 +164,11 @@ def paused(s: Stack, *dag_ids: str):
             call(s.base, "PATCH", f"/api/v2/dags/{d}", s.admin, {"is_paused": state})
 
 
-def login(browser, base: str, user: str, password: str, path: str):  # noqa: F811 (browser: the fixture's value)
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(60_000)
-    page.goto(base + path)
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("[type=submit]")
-    page.wait_for_url(base + path)
-    return page
-
-
 def _asked(page, key: str) -> str:
     return parse_qs(urlsplit(page.url).query)[key][0]
 
 
-def test_an_operator_retrains_promotes_and_rolls_back_audited(stack, stack_users, browser, artifacts):  # noqa: F811
+def test_an_operator_retrains_promotes_and_rolls_back_audited(stack, stack_users, browser, artifacts):
     op = stack_users["operator"]
     actor = f"airflow:{op.username}"
     with paused(stack, TRAINING_DAG, PROMOTION_DAG) as ours:
@@ -243,7 +232,7 @@ def test_an_operator_retrains_promotes_and_rolls_back_audited(stack, stack_users
         assert stack.champion() == champion
 
 
-def test_a_viewer_has_no_buttons_and_a_forged_post_changes_nothing(stack, stack_users, browser, artifacts):  # noqa: F811
+def test_a_viewer_has_no_buttons_and_a_forged_post_changes_nothing(stack, stack_users, browser, artifacts):
     op, viewer = stack_users["operator"], stack_users["viewer"]
     # The admin sees what the operator sees: the plan and the buttons.
     page = login(browser, stack.base, *stack.admin_login, SERVING)

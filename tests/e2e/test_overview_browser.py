@@ -10,7 +10,6 @@ nothing but one extra user without roles.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -19,42 +18,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.e2e.browsing import login, sign_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OVERVIEW = "/pluginsv2/clm/"
 DRIFT = "/pluginsv2/clm/drift"
 SERVING = "/pluginsv2/clm/serving"
 
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    folder = Path(os.environ.get("CLM_E2E_ARTIFACTS") or REPO / "build" / "screens")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
@@ -68,10 +41,8 @@ def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
     assert landed.path == "/auth/login/"
     assert parse_qs(landed.query)["next"] == [base + OVERVIEW]
 
-    page.fill("#username", airflow_stack.username)
-    page.fill("#password", airflow_stack.password)
     started = time.monotonic()
-    page.click("[type=submit]")
+    sign_in(page, airflow_stack.username, airflow_stack.password)
     page.wait_for_url(base + OVERVIEW)
     page.locator("h1", has_text="Overview").wait_for()
     login_to_overview_s = time.monotonic() - started
@@ -99,13 +70,7 @@ def test_login_overview_and_nav_entry(airflow_stack, browser, artifacts):
 
 def test_drift_page_tabs_and_nav_entry(airflow_stack, browser, artifacts):
     base = airflow_stack.base_url
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(60_000)
-    page.goto(base + DRIFT)
-    page.fill("#username", airflow_stack.username)
-    page.fill("#password", airflow_stack.password)
-    page.click("[type=submit]")
-    page.wait_for_url(base + DRIFT)
+    page = login(browser, base, airflow_stack.username, airflow_stack.password, DRIFT)
 
     # Whatever the shared stack holds (no check yet, or the cycle test's checks), the page reads it without error.
     page.locator("h1", has_text="Drift").wait_for()
@@ -136,13 +101,7 @@ def test_drift_page_tabs_and_nav_entry(airflow_stack, browser, artifacts):
 
 def test_serving_page_and_its_nav_entry(airflow_stack, browser, artifacts):
     base = airflow_stack.base_url
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(60_000)
-    page.goto(base + SERVING)
-    page.fill("#username", airflow_stack.username)
-    page.fill("#password", airflow_stack.password)
-    page.click("[type=submit]")
-    page.wait_for_url(base + SERVING)
+    page = login(browser, base, airflow_stack.username, airflow_stack.password, SERVING)
 
     # Whatever the shared stack serves (nothing yet, or the cycle test's promotions), the page reads it: slots or
     # why there are none, the last deployment, the history, and the rollback card. Nothing here is clicked to
@@ -198,14 +157,7 @@ def test_every_screen_renders_in_the_browser_with_a_screenshot(airflow_stack, br
     from clm_ui import ROUTE_BASE, SCREENS
 
     base = airflow_stack.base_url
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(60_000)
-    first = f"/pluginsv2{ROUTE_BASE}/"
-    page.goto(base + first)
-    page.fill("#username", airflow_stack.username)
-    page.fill("#password", airflow_stack.password)
-    page.click("[type=submit]")
-    page.wait_for_url(base + first)
+    page = login(browser, base, airflow_stack.username, airflow_stack.password, f"/pluginsv2{ROUTE_BASE}/")
     shots = []
     for path, _name, url_route, *_ in SCREENS:
         response = page.goto(base + f"/pluginsv2{ROUTE_BASE}{path}")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.e2e.test_overview_browser import artifacts, browser  # noqa: F401 (fixtures: Debian's Chromium, folder)
+from tests.e2e.browsing import login as sign_in_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,15 +92,8 @@ def per_task_champion(airflow_stack, tmp_path_factory):
             assert rollback(cfg, before, actor="e2e", reason=f"e2e {RUN}: restore the champion").to_version == before
 
 
-def login(browser, base: str, user, path: str):  # noqa: F811
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(60_000)
-    page.goto(base + path)
-    page.fill("#username", user.username)
-    page.fill("#password", user.password)
-    page.click("[type=submit]")
-    page.wait_for_url(base + path)
-    return page
+def login(browser, base: str, user, path: str):
+    return sign_in_at(browser, base, user.username, user.password, path)
 
 
 def _state(base: str, admin: str, actor: str) -> tuple:
@@ -110,7 +103,7 @@ def _state(base: str, admin: str, actor: str) -> tuple:
 
 
 def test_viewer_sees_no_controls_forging_changes_nothing(airflow_stack, stack_users, per_task_champion,
-                                                          browser, artifacts):  # noqa: F811  # fmt: skip
+                                                          browser, artifacts):  # fmt: skip
     base, (admin, version) = airflow_stack.base_url, per_task_champion
     viewer, op = stack_users["viewer"], stack_users["operator"]
     token = login(browser, base, op, f"{TASKS}/billing").locator("#remove-form input[name=clm_csrf]")
@@ -141,7 +134,7 @@ def test_viewer_sees_no_controls_forging_changes_nothing(airflow_stack, stack_us
 
 
 def test_operator_removes_a_task_after_seeing_the_impact(airflow_stack, stack_users, per_task_champion,
-                                                         browser, artifacts):  # noqa: F811  # fmt: skip
+                                                         browser, artifacts):  # fmt: skip
     base, (admin, _version) = airflow_stack.base_url, per_task_champion
     op = stack_users["operator"]
     was_paused = call(base, "GET", f"/api/v2/dags/{DAG}", admin)[1]["is_paused"]

@@ -235,7 +235,7 @@ def test_refusals_say_what_to_do_and_keep_the_form(client, tokens, history, clm_
         release(clm_env.database_url, holder)
     assert busy.status_code == 409
     assert "busy: a promotion step in another process" in busy.text and "Try again when it is done" in busy.text
-    assert ">latency spike</textarea>" in busy.text and '<details class="rollback" open>' in busy.text
+    assert ">latency spike</textarea>" in busy.text and '<details class="action rollback" open>' in busy.text
     assert _champion(clm_env) == history.v2
 
 
