@@ -13,8 +13,6 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 
-import psutil
-
 from clm_lib.config import ClmConfig
 from clm_lib.services import processes
 from clm_lib.services.processes import Stack
@@ -141,14 +139,16 @@ def stack_status(cfg: ClmConfig, stack: Stack, *, with_memory: bool = False) -> 
         elif comp.name == "kafka":
             health = kafka_health(stack.kafka_port)
         else:
-            health = job_health(comp.name, answer, started_at=_created(proc))
+            health = job_health(comp.name, answer, started_at=_started(cfg, comp.name))
         rss, pss = processes.memory(processes.family(proc)) if proc is not None and with_memory else (0, 0)
         rows.append(ComponentStatus(comp.name, proc.pid if proc else None, comp.address, health, rss, pss))
     return rows
 
 
-def _created(proc: psutil.Process) -> float | None:
+def _started(cfg: ClmConfig, name: str) -> float | None:
+    """When ``clm up`` started the component, by the wall clock that heartbeats are stamped with: its pid file's
+    mtime (psutil's create_time moves when that clock is stepped; see process_identity)."""
     try:
-        return proc.create_time()
-    except psutil.Error:
+        return processes.pid_file(cfg, name).stat().st_mtime
+    except OSError:
         return None

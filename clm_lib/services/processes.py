@@ -26,6 +26,7 @@ import psutil
 from clm_lib.config import ClmConfig
 from clm_lib.errors import ClmError
 from clm_lib.redaction import redact_url
+from clm_lib.services.process_identity import is_same, start_mark
 
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
 _URL_FIELDS = ("tracking_store", "remote_tracking_uri")
@@ -224,12 +225,12 @@ def find(cfg: ClmConfig, component: Component) -> psutil.Process | None:
     """The live process behind the component's pid file, or None (a stale pid file is ignored)."""
     path = pid_file(cfg, component.name)
     try:
-        pid = int(path.read_text().strip())
-        proc = psutil.Process(pid)
+        pid, *mark = path.read_text().split()
+        proc = psutil.Process(int(pid))
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        # Older than its pid file (1 s slack for clock granularity), and still the same program.
-        if proc.create_time() > path.stat().st_mtime + 1.0:
+        # The process the file was written for (not a later one that got its pid), and still the same program.
+        if mark and not is_same(proc.pid, mark[0]):
             return None
         if not re.search(component.signature, " ".join(proc.cmdline())):
             return None
@@ -277,7 +278,7 @@ def start(cfg: ClmConfig, component: Component, env: dict[str, str]) -> Started:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    pid_file(cfg, component.name).write_text(f"{proc.pid}\n")
+    pid_file(cfg, component.name).write_text(f"{proc.pid} {start_mark(proc.pid) or ''}\n")
     return Started(component, proc.pid, log, offset)
 
 

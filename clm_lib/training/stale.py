@@ -31,6 +31,7 @@ from sqlalchemy import select
 from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import TrainingRun, utcnow
+from clm_lib.services.process_identity import is_same, start_mark
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ def earlier_try_versions(
 
 
 def _claim(out: Path) -> None:
-    me = psutil.Process()
-    owner = {"host": socket.gethostname(), "pid": me.pid, "pid_started": me.create_time(), "claimed": time.time()}
+    me = os.getpid()
+    owner = {"host": socket.gethostname(), "pid": me, "pid_mark": start_mark(me), "claimed": time.time()}
     (out / OWNER_FILE).write_text(json.dumps(owner))
 
 
@@ -123,7 +124,7 @@ def _gone(row: TrainingRun, same_task: bool) -> str | None:
         pid = int(owner.get("pid", -1))
         try:
             proc = psutil.Process(pid)
-            alive = proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - owner["pid_started"]) < 1
+            alive = proc.status() != psutil.STATUS_ZOMBIE and is_same(pid, owner["pid_mark"])
         except (psutil.Error, KeyError, TypeError, ValueError):
             alive = False
         return None if alive else f"its process {pid} on {owner['host']} is gone"

@@ -80,7 +80,7 @@ class AirflowStack:
         procs: dict[int, psutil.Process] = {}
         for pid_file in (self.home / "run").glob("*.pid"):
             try:
-                root = psutil.Process(int(pid_file.read_text()))
+                root = psutil.Process(int(pid_file.read_text().split()[0]))
                 for p in (root, *root.children(recursive=True)):
                     procs[p.pid] = p
             except (ValueError, OSError, psutil.Error):

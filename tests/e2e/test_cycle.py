@@ -33,9 +33,12 @@ def cycle(airflow_stack, tmp_path_factory):
     lines: list[str] = []
     router = f"http://127.0.0.1:{cfg.serving.router_port}"
     prompts = [r["prompt"] for t in cfg.data.tasks[:2] for r in generate_task(t, 20, seed=5)]
-    with Traffic(router, cfg.registry.model_name, prompts, rate_per_s=4, max_seconds=1500) as traffic:
-        rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
-        incident = run_incident(cfg, client, echo=lines.append, env=airflow_stack.env)
+    try:
+        with Traffic(router, cfg.registry.model_name, prompts, rate_per_s=4, max_seconds=1500) as traffic:
+            rows = run_walkthrough(cfg, client, drops, echo=lines.append, timeout_per_update=400)
+            incident = run_incident(cfg, client, echo=lines.append, env=airflow_stack.env)
+    except Exception as exc:  # what the walkthrough printed is what tells why
+        pytest.fail(f"{type(exc).__name__}: {exc}\n" + "\n".join(lines), pytrace=False)
     return cfg, client, rows, lines, incident, traffic
 
 

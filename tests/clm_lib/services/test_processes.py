@@ -80,7 +80,7 @@ def test_start_find_and_stop_leave_nothing_behind(runtime_cfg, fake):
     proc = processes.find(runtime_cfg, comp)
     assert proc is not None and proc.pid == started.pid
     assert os.getpgid(proc.pid) == proc.pid  # a process group of its own
-    assert processes.pid_file(runtime_cfg, "fake").read_text().strip() == str(started.pid)
+    assert processes.pid_file(runtime_cfg, "fake").read_text().split()[0] == str(started.pid)
     task = _wait_for(lambda: proc.children())[0]
     assert os.getpgid(task.pid) != proc.pid
     _wait_for(lambda: "fake component up" in processes.log_tail(started.log, started.log_offset))
@@ -138,7 +138,7 @@ def test_a_component_that_dies_reports_its_exit_code(runtime_cfg, fake):
     assert processes.exit_code(os.getpid()) is None  # not our child: unknown, not "dead"
 
 
-def test_pid_files_are_trusted_only_for_the_same_program_started_before_them(runtime_cfg, fake):
+def test_pid_files_are_trusted_only_for_the_same_process_and_program(runtime_cfg, fake):
     comp = fake()
     path = processes.pid_file(runtime_cfg, comp.name)
     path.parent.mkdir(parents=True)
@@ -150,9 +150,15 @@ def test_pid_files_are_trusted_only_for_the_same_program_started_before_them(run
     started = processes.start(runtime_cfg, comp, dict(os.environ))
     try:
         assert processes.find(runtime_cfg, comp) is not None
-        old = time.time() - 3600  # a pid file from before the process existed: the pid was reused
+        # The wall clock stepped back an hour since (a VM resumed, NTP): the file looks older than the process.
+        old = time.time() - 3600
         os.utime(path, (old, old))
+        assert processes.find(runtime_cfg, comp).pid == started.pid
+        mark = path.read_text().split()[1]
+        path.write_text(f"{started.pid} {mark}0\n")  # another process that got the same pid later
         assert processes.find(runtime_cfg, comp) is None
+        path.write_text(f"{started.pid}\n")  # a pid file from before marks: the program still has to match
+        assert processes.find(runtime_cfg, comp).pid == started.pid
     finally:
         os.kill(started.pid, 9)
         _wait_for(lambda: processes.exit_code(started.pid) is not None)
