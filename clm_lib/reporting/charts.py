@@ -175,10 +175,10 @@ def series_chart(points: Sequence[Point], slots: int, x_ticks: Sequence[tuple[in
         if measured:
             px, py = x(p.slot), y(p.value)
             run.append(f"{px:.1f},{py:.1f}")
-            shape = _triangle(px, py + 4) if scale.off_scale(p.value) else _circle(px, py, _R)
-            marks.append(Mark(shape, p.classes, p.title, _circle(px, py, _HALO) if p.halo else None))
+            shape = _triangle(px, py + 4) if scale.off_scale(p.value) else circle(px, py, _R)
+            marks.append(Mark(shape, p.classes, p.title, circle(px, py, _HALO) if p.halo else None))
         else:
-            marks.append(Mark(_circle(x(p.slot), bottom - 0.5, _R - 0.6), p.classes, p.title))
+            marks.append(Mark(circle(x(p.slot), bottom - 0.5, _R - 0.6), p.classes, p.title))
         previous_slot = p.slot
     if len(run) > 1:
         lines.append(" ".join(run))
@@ -210,7 +210,7 @@ def strip_chart(points: Sequence[Point], slots: int, notes: Mapping[int, str]) -
     marks = []
     for p in points:
         px = left + (p.slot + 0.5) * step
-        marks.append(Mark(_circle(px, mid, _R), p.classes, p.title, _circle(px, mid, _HALO) if p.halo else None))
+        marks.append(Mark(circle(px, mid, _R), p.classes, p.title, circle(px, mid, _HALO) if p.halo else None))
     return Chart(
         width=WIDTH,
         height=STRIP_HEIGHT,
@@ -246,7 +246,8 @@ def _threshold_text(scale: Scale, value: float) -> str:
     return f"{ALPHA} {scale.label(value)}" if isinstance(scale, LogPScale) else f"{AT_LEAST} {scale.label(value)}"
 
 
-def _circle(cx: float, cy: float, r: float) -> str:
+def circle(cx: float, cy: float, r: float) -> str:
+    """An SVG path of a circle (one path per mark, so a mark is one element to style and title)."""
     return f"M{cx - r:.1f},{cy:.1f}a{r:.1f},{r:.1f} 0 1,0 {2 * r:.1f},0a{r:.1f},{r:.1f} 0 1,0 {-2 * r:.1f},0Z"
 
 

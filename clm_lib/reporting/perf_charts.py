@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from clm_lib.reporting.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Scale, Tick
+from clm_lib.reporting.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Scale, Tick, circle
 
 PALETTE = ("#017cee", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#5c940d", "#862e9c")
 """Series colours, in order; a page with more series than colours reuses them."""
@@ -157,7 +157,7 @@ def line_chart(
                 px, py = x(p.x), y(p.value)
                 run.append(f"{px:.1f},{py:.1f}")
                 if len(ordered) <= MAX_MARKS or p.classes:
-                    dots.append(Dot(_dot(px, py, 3.4 if p.classes else 2.4), p.title, p.classes))
+                    dots.append(Dot(circle(px, py, 3.4 if p.classes else 2.4), p.title, p.classes))
                 previous = p.x
             else:
                 previous = None
@@ -194,7 +194,3 @@ def _threshold(known, x, y, left, right) -> tuple[str, float, float | None]:
         coords.append(f"{start:.1f},{y(value):.1f}")
     coords.append(f"{right:.1f},{y(known[-1][1]):.1f}")
     return " ".join(coords), round(y(known[-1][1]), 1), known[-1][1]
-
-
-def _dot(cx: float, cy: float, r: float) -> str:
-    return f"M{cx - r:.1f},{cy:.1f}a{r:.1f},{r:.1f} 0 1,0 {2 * r:.1f},0a{r:.1f},{r:.1f} 0 1,0 {-2 * r:.1f},0Z"
