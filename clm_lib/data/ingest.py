@@ -34,8 +34,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,12 +49,13 @@ import pyarrow.compute as pc
 from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.data import id_index, lake, landing_s3
+from clm_lib.data.ingest_lock import ingest_lock
 from clm_lib.data.landing import FileRefused, list_landing, move, open_untrusted, read_capped, subfolder, write_note
 from clm_lib.data.readers import EXTENSIONS, Limits, ReadResult, file_format, read_parquet, read_text
 from clm_lib.data.records import FIELDS, TIMESTAMP, content_digests, normalise, splits
 from clm_lib.db import session_scope
 from clm_lib.db.models import IngestionBatch, ValidationResult, utcnow
-from clm_lib.errors import IngestError
+from clm_lib.errors import ClmError, DeployBusyError, IngestError
 from clm_lib.faults import fault_point
 from clm_lib.validation import native
 from clm_lib.validation.suite import SuiteResult, SuiteSpec, load_suite, validate
@@ -62,6 +64,8 @@ log = logging.getLogger(__name__)
 
 PROCESSED = "processed"
 FAILED = "failed"
+LANDING_LOCK_WAIT_S = 600.0
+"""How long a landed file waits for a push or a Kafka batch holding the ingest lock (each holds it for one batch)."""
 
 
 @dataclass
@@ -594,7 +598,8 @@ def _ingest_remote_landing(cfg: ClmConfig, actor: str | None) -> list[BatchResul
     results = []
     for obj in objects:
         try:
-            result = _ingest_object(cfg, place, obj, actor)
+            with _locked(cfg, place.uri(obj.key)):
+                result = _ingest_object(cfg, place, obj, actor)
         except landing_s3.Changed as exc:
             log.warning("%s: %s", place.uri(obj.key), exc)
             continue
@@ -622,6 +627,19 @@ def _ingest_remote_landing(cfg: ClmConfig, actor: str | None) -> list[BatchResul
     return results
 
 
+@contextmanager
+def _locked(cfg: ClmConfig, what: str) -> Iterator[None]:
+    """The ingest lock around one landed file (clm_lib/data/ingest_lock.py); busy stops the run, the file stays."""
+    try:
+        with ingest_lock(cfg, f"landing {what}"[:200], wait_seconds=LANDING_LOCK_WAIT_S):
+            yield
+    except DeployBusyError as exc:
+        raise ClmError(
+            f"{what}: another ingestion held the ingest lock for {LANDING_LOCK_WAIT_S:.0f} s ({exc}); "
+            "it stays in the landing place for the next run"
+        ) from None
+
+
 def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchResult]:
     """Ingest every file in the landing folder, oldest first.
 
@@ -641,7 +659,8 @@ def ingest_landing(cfg: ClmConfig, *, actor: str | None = None) -> list[BatchRes
     log.info("landing %s: %d file(s) to ingest", landing, len(files))
     for path in files:
         try:
-            result = ingest_file(cfg, path, actor=actor)
+            with _locked(cfg, str(path)):
+                result = ingest_file(cfg, path, actor=actor)
         except IngestError as exc:
             if not os.path.lexists(path):  # taken away while we listed the folder: nothing to move
                 log.warning("%s: vanished before it could be ingested (%s)", path, exc)

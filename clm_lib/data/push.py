@@ -38,19 +38,16 @@ from clm_lib import audit
 from clm_lib.config import ClmConfig
 from clm_lib.data import lake
 from clm_lib.data.ingest import BatchResult, batch_id_for, ingest_bytes
+from clm_lib.data.ingest_lock import ingest_lock
 from clm_lib.data.readers import ReadResult, read_text
 from clm_lib.data.records import content_ids, normalise
 from clm_lib.db import session_scope
 from clm_lib.db.models import IngestIdempotency, IngestionBatch, utcnow
-from clm_lib.deploy.lock import deploy_lock
 from clm_lib.errors import ClmError, DeployBusyError, IngestError
 
 FORMATS = ("json", "jsonl", "csv")
 KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 """An Idempotency-Key: 1 to 200 printable ASCII characters, no spaces."""
-LOCK = "ingest"
-LEASE_S = 120.0
-"""The push lock's lease, renewed while held: a holder that died frees it within this."""
 
 
 class PushError(ClmError):
@@ -231,8 +228,7 @@ def push(cfg: ClmConfig, data: bytes, fmt: str, *, actor: str, key: str | None =
         )
     batch_id = batch_id_for(hashlib.sha256(body).hexdigest(), name)
     try:
-        with deploy_lock(cfg.database_url, f"push by {actor}", wait_seconds=cfg.data.webhook.lock_wait_s,
-                         lease_seconds=LEASE_S, name=LOCK):  # fmt: skip
+        with ingest_lock(cfg, f"push by {actor}", wait_seconds=cfg.data.webhook.lock_wait_s):
             if key is not None and (replay := _stored(cfg, key, sha, actor, claim_batch=batch_id)) is not None:
                 return replay, True  # a twin POST finished while this one waited
             result = ingest_bytes(cfg, body, fmt=read_fmt, source=f"webhook:{actor}", name=name, actor=actor,

@@ -59,11 +59,10 @@ from sqlalchemy import select
 from clm_lib.config import ClmConfig, KafkaConfig
 from clm_lib.data import lake
 from clm_lib.data.ingest import ingest_bytes
-from clm_lib.data.push import LEASE_S, LOCK
+from clm_lib.data.ingest_lock import ingest_lock
 from clm_lib.data.records import FIELDS, TIMESTAMP, Problem
 from clm_lib.db import session_scope
 from clm_lib.db.models import IngestionBatch
-from clm_lib.deploy.lock import deploy_lock
 from clm_lib.errors import DeployBusyError, IngestError
 from clm_lib.faults import fault_point
 
@@ -311,10 +310,7 @@ def ingest_partition(cfg: ClmConfig, cluster: str, topic: str, partition: int, m
     split = _split(topic, partition, fresh, cfg.ingest.kafka)
     source = batch_source(cluster, topic, partition, first, last)
     try:
-        # The pushes' lock (clm_lib/data/push.py): dedupe reads curated before it writes, so a push and a Kafka
-        # batch holding the same new record must not interleave.
-        with deploy_lock(cfg.database_url, f"kafka {topic}/{partition}", wait_seconds=LOCK_WAIT_S,
-                         lease_seconds=LEASE_S, name=LOCK):  # fmt: skip
+        with ingest_lock(cfg, f"kafka {topic}/{partition}", wait_seconds=LOCK_WAIT_S):
             result = ingest_bytes(cfg, split.body, fmt="jsonl", source=source, name=source, actor=actor,
                                   source_format="kafka")
             fault_point("kafka.after_ingest")

@@ -303,3 +303,35 @@ def test_a_latin1_csv_is_quarantined_with_its_encoding_named_or_read_with_auto(m
     with session_scope(auto.database_url) as s:
         assert "read as cp1252" in s.get(IngestionBatch, result.batch_id).notes[0]
     assert "La facture est erronée à nouveau" in lake.read_table(auto, "curated")["prompt"].to_pylist()
+
+
+def test_a_landed_file_waits_for_the_ingest_lock_and_stays_when_it_stays_busy(lake_cfg, record, write_jsonl,
+                                                                               monkeypatch):  # fmt: skip
+    import threading
+
+    from clm_lib.data.ingest_lock import ingest_lock
+    from clm_lib.errors import ClmError
+
+    landing = lake_cfg.landing_dir
+    write_jsonl(landing / "1-first.jsonl", [record(1)])
+    monkeypatch.setattr(ingest, "LANDING_LOCK_WAIT_S", 0.3)
+    with ingest_lock(lake_cfg, "a push", wait_seconds=1), pytest.raises(ClmError, match="held the ingest lock") as busy:
+        ingest_landing(lake_cfg)
+    assert not isinstance(busy.value, IngestError)  # not the file's fault: it is not set aside
+    assert (landing / "1-first.jsonl").exists() and not (landing / "failed").exists()
+
+    monkeypatch.setattr(ingest, "LANDING_LOCK_WAIT_S", 30.0)
+    taken = threading.Event()
+
+    def push() -> None:
+        with ingest_lock(lake_cfg, "a push", wait_seconds=5):
+            taken.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=push)
+    holder.start()
+    assert taken.wait(10)
+    t0 = time.monotonic()
+    results = ingest_landing(lake_cfg)
+    holder.join()
+    assert [r.status for r in results] == ["committed"] and time.monotonic() - t0 >= 0.3  # it waited its turn
