@@ -16,13 +16,15 @@ cities that training tickets never use, so a model must generalise, not recall, 
 
 An arm is a dict of config overrides on top of ``STRATEGIES_OFF``; an arm naming a field this checkout's config
 lacks is reported as pending, not run. Seeds draw the stream and the training randomness; results are means over
-seeds. Writes ``<name>.json`` (everything, per seed too), ``<name>.md`` (tables) and ``<name>.png`` (heatmaps of R)
-to ``--out-dir``::
+seeds. ``--stream DIR`` runs the same arms on a user's tasks instead (``continual_stream``): files fixed, seeds
+then draw training randomness and any subsample only. Writes ``<name>.json`` (everything, per seed too),
+``<name>.md`` (tables) and ``<name>.png`` (heatmaps of R) to ``--out-dir``::
 
     clm bench continual            # full: every arm, 3 seeds, the shipped config; what docs/continual.md quotes
     clm bench continual --quick    # the bounds and the recommended arm, 1 seed: under 10 minutes on 2 cores
     clm bench continual --smoke    # 3 tasks, no single-task references: the CI test (tests/bench)
     clm bench continual --quick --arm 'mine={"training.replay.enabled": true, "training.replay.mix_ratio": 0.3}'
+    clm bench continual --quick --stream bench/streams/pystdlib   # your own tasks (layout: continual_stream.py)
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import continual_metrics as metrics
 import continual_report as report
-from continual_runner import ArmRun, Runner, apply_overrides, make_stream
+from continual_runner import ArmRun, Runner, Stream, apply_overrides, make_stream
+from continual_stream import StreamError, load_stream
 
 from clm_lib.config import load_config
 from clm_lib.errors import ConfigError
@@ -148,11 +151,37 @@ def _spread(values: list[float | None]) -> dict[str, Any]:
     return {"per_seed": values, "sd": statistics.stdev(known) if len(known) > 1 else None}
 
 
-def run(scale_name: str, config: str | None, arms: list[Arm], seeds: list[int], home: Path) -> dict[str, Any]:
+def run(
+    scale_name: str,
+    config: str | None,
+    arms: list[Arm],
+    seeds: list[int],
+    home: Path,
+    stream_dir: Path | None = None,
+    n_train: int | None = None,
+    n_eval: int | None = None,
+) -> dict[str, Any]:
+    """``stream_dir``: a user's stream (``continual_stream``) instead of the demo's tickets; ``n_train``/``n_eval``:
+    examples per task instead of the scale's (for a user's stream: caps, as seeded subsamples; default all)."""
     scale = SCALES[scale_name]
     environ = {**os.environ, "CLM_HOME": str(home)}
-    base_cfg = apply_overrides(load_config(config, environ=environ), scale.overrides)
-    tasks = list(base_cfg.data.tasks)[: scale.tasks]
+    cfg = load_config(config, environ=environ)
+    if stream_dir is None:
+        demo_tasks = list(cfg.data.tasks)[: scale.tasks]
+        n_train, n_eval = n_train or scale.n_train, n_eval or scale.n_eval
+
+        def stream_for(seed: int) -> tuple[Stream, dict[str, Any]]:
+            return make_stream(demo_tasks, n_train, n_eval, seed), {}
+    else:
+
+        def stream_for(seed: int) -> tuple[Stream, dict[str, Any]]:
+            return load_stream(stream_dir, tasks=scale.tasks, n_train=n_train, n_eval=n_eval, seed=seed)
+
+    # Read (and so checked) before the base model is built: a broken stream fails in seconds, not minutes.
+    first_stream, stream_info = stream_for(seeds[0])
+    tasks = first_stream.tasks
+    # The config must know a user's tasks, as ingestion would need them in data.tasks.
+    base_cfg = apply_overrides(cfg, {**scale.overrides, **({"data.tasks": tasks} if stream_dir else {})})
     start = time.monotonic()
     ensure_base_model(base_cfg)
     build_s = time.monotonic() - start
@@ -162,8 +191,9 @@ def run(scale_name: str, config: str | None, arms: list[Arm], seeds: list[int], 
         "config": config or "include/clm.yaml",
         "seeds": seeds,
         "tasks": tasks,
-        "train_rows": scale.n_train,
-        "eval_rows": scale.n_eval,
+        "train_rows": stream_info.get("train_rows", n_train),
+        "eval_rows": stream_info.get("eval_rows", n_eval),
+        "stream": stream_info or None,
         "scale_overrides": scale.overrides,
         "strategies_off": STRATEGIES_OFF,
         "training": base_cfg.training.model_dump(mode="json"),
@@ -171,7 +201,8 @@ def run(scale_name: str, config: str | None, arms: list[Arm], seeds: list[int], 
         "base_build_s": round(build_s, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": os.getloadavg()},
         "targets": TARGETS,
-        "bounds": scale.bounds,
+        # The scale's bounds were measured on the demo's tickets: they say nothing about another stream.
+        "bounds": {} if stream_dir else scale.bounds,
         "recommended": next(a for a in ARMS if a.name == RECOMMENDED).overrides,
         "arms": {},
         "pending": {},
@@ -189,10 +220,11 @@ def run(scale_name: str, config: str | None, arms: list[Arm], seeds: list[int], 
     singles: list[ArmRun] = []
     runs: dict[str, list[ArmRun]] = {a.name: [] for a in runnable} | {"joint": []}
     for seed in seeds:
-        # The seed draws the stream and drives training (LoRA initialisation, batch order); the base model stays.
+        # The seed draws the stream (a user's: only its subsamples) and drives training (LoRA initialisation, batch
+        # order); the base model stays.
         runner = Runner(
             apply_overrides(base_cfg, {"training.seed": seed}),
-            make_stream(tasks, scale.n_train, scale.n_eval, seed),
+            first_stream if seed == seeds[0] else stream_for(seed)[0],
             home / f"seed-{seed}",
             STRATEGIES_OFF,
         )
@@ -242,8 +274,8 @@ def run(scale_name: str, config: str | None, arms: list[Arm], seeds: list[int], 
     # Without single-task references the R[i][i] target cannot be checked: leave it out rather than fail it.
     targets = {k: v for k, v in TARGETS.items() if single_scores or k != "learning"}
     out["target_checks"] = [t.as_dict() for t in metrics.targets(out["arms"], RECOMMENDED, targets)]
-    if scale.bounds:
-        out["bound_checks"] = [t.as_dict() for t in metrics.targets(out["arms"], RECOMMENDED, scale.bounds)]
+    if out["bounds"]:
+        out["bound_checks"] = [t.as_dict() for t in metrics.targets(out["arms"], RECOMMENDED, out["bounds"])]
     out["machine"]["load_after"] = os.getloadavg()
     return out
 
@@ -278,10 +310,40 @@ def main(argv: list[str] | None = None) -> int:
         help="an extra arm: config overrides on top of every strategy off, e.g. "
         """'mine={"training.replay.enabled": true, "training.replay.mix_ratio": 0.3}' (repeatable)""",
     )
-    parser.add_argument("--seeds", default=None, help="comma list of seeds (stream and training); default: the scale's")
+    parser.add_argument(
+        "--stream",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="your own tasks instead of the demo's tickets: one NN_task.train.EXT + NN_task.test.EXT pair per task "
+        "(EXT jsonl, ndjson, json, csv or parquet; records with prompt and response), NN giving the order; "
+        "--smoke takes its first 3 tasks. See docs/continual.md",
+    )
+    parser.add_argument(
+        "--train-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training examples per task (demo stream: how many to draw, default the scale's; --stream: a cap, "
+        "drawn by the seed, default all)",
+    )
+    parser.add_argument(
+        "--test-per-task", type=int, default=None, metavar="N", help="held-out examples per task, as --train-per-task"
+    )
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list of seeds; default: the scale's. A seed draws the demo stream and the training randomness; "
+        "with --stream it draws only the training randomness and the subsamples of --train/test-per-task",
+    )
     parser.add_argument("--out-dir", default=str(REPO / "bench" / "results"))
-    parser.add_argument("--name", default=None, help="output file stem (default continual[_quick|_smoke])")
+    parser.add_argument(
+        "--name", default=None, help="output file stem (default continual[_STREAM][_quick|_smoke], STREAM the folder)"
+    )
     args = parser.parse_args(argv)
+    for flag in ("train_per_task", "test_per_task"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} wants a number of examples >= 1")
     logging.basicConfig(level=logging.WARNING)
     scale_name = "quick" if args.quick else "smoke" if args.smoke else "full"
     arm_names = args.arms.split(",") if args.arms else list(SCALES[scale_name].arms)
@@ -289,11 +351,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(sorted(unknown))}")
     arms = [a for a in ARMS if a.name in arm_names] + [_parse_arm(parser, text) for text in args.arm]
-    stem = args.name or ("continual" if scale_name == "full" else f"continual_{scale_name}")
+    # A user's stream gets its own file names, so it never overwrites the demo's results that the docs quote.
+    stem = args.name or "_".join(
+        ["continual"]
+        + ([args.stream.resolve().name] if args.stream else [])
+        + ([scale_name] if scale_name != "full" else [])
+    )
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="clm-bench-continual-") as home:
         seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(SCALES[scale_name].seeds)
-        result = run(scale_name, args.config, arms, seeds, Path(home))
+        try:
+            result = run(
+                scale_name, args.config, arms, seeds, Path(home), args.stream, args.train_per_task, args.test_per_task
+            )
+        except StreamError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     result["total_s"] = round(time.monotonic() - start, 1)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

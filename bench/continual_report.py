@@ -15,6 +15,19 @@ def _with_sd(a: dict[str, Any], key: str, fmt: str) -> str:
     return _num(a.get(key), fmt) + ("" if sd is None else f" ± {fmt.format(sd)}")
 
 
+def _source(result: dict[str, Any]) -> str:
+    tasks, train, held = result["tasks"], result["train_rows"], result["eval_rows"]
+    stream = result.get("stream")
+    if not stream:
+        return f"Tasks in order: {', '.join(tasks)}. {train} training and {held} held-out tickets per task"
+    # A user's tasks rarely have equal sizes: give each its own.
+    sizes = ", ".join(f"{t} ({train[t]}/{held[t]})" for t in tasks)
+    return (
+        f"Stream {stream['path']} (sha256 {stream['sha256'][:12]}). Tasks in order, with training/held-out "
+        f"examples: {sizes}"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     arms = result["arms"]
     tasks = result["tasks"]
@@ -22,8 +35,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Continual-learning benchmark ({result['scale']})",
         "",
-        f"Tasks in order: {', '.join(tasks)}. {result['train_rows']} training and {result['eval_rows']} held-out "
-        f"tickets per task; config {result['config']}"
+        _source(result)
+        + f"; config {result['config']}"
         + (f" with {result['scale_overrides']}" if result["scale_overrides"] else "")
         + f"; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         + (" (means over seeds; ± is the standard deviation across seeds)." if len(seeds) > 1 else "."),

@@ -38,7 +38,8 @@ class Stream:
     eval: dict[str, pa.Table]
 
 
-def _table(records: list[dict[str, str]]) -> pa.Table:
+def records_table(records: list[dict[str, str]]) -> pa.Table:
+    """Records as the runner's table, each with an ``id`` from its content (``record_id``): runs are keyed on them."""
     rows = [{"id": record_id(r["task"], r["prompt"], r["response"]), **r} for r in records]
     return pa.Table.from_pylist(rows)
 
@@ -47,8 +48,8 @@ def make_stream(tasks: list[str], n_train: int, n_eval: int, seed: int) -> Strea
     """Training tickets as the demo draws them; held-out ones with names and small talk training never shows."""
     return Stream(
         tasks=tasks,
-        train={t: _table(generate_task(t, n_train, seed)) for t in tasks},
-        eval={t: _table(generate_task(t, n_eval, seed, heldout=True)) for t in tasks},
+        train={t: records_table(generate_task(t, n_train, seed)) for t in tasks},
+        eval={t: records_table(generate_task(t, n_eval, seed, heldout=True)) for t in tasks},
     )
 
 
