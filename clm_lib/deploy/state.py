@@ -175,6 +175,7 @@ def payload(state: ServingState) -> dict[str, Any]:
         "model": state.model_name,
         "strategy": state.strategy,
         "aliases": state.aliases,
+        "registry": state.registry_status,
         "active_deployment": state.active,
         "slots": {s.slot: asdict(s) for s in state.serving.slots} if served else None,
         "weights": {s.slot: s.weight for s in state.serving.slots} if served else None,

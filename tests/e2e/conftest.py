@@ -117,9 +117,9 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
     tiny = REPO / "include" / "tiny.yaml"
     config = tiny if tiny.exists() else REPO / "include" / "clm.yaml"
     ports_taken: set[int] = set()
-    while len(ports_taken) < 5:  # Airflow, MLflow, the serving router and its two slots
+    while len(ports_taken) < 6:  # Airflow, MLflow, the serving router and its two slots, the Kafka broker
         ports_taken.add(free_port())
-    airflow_port, mlflow_port, router_port, blue_port, green_port = sorted(ports_taken)
+    airflow_port, mlflow_port, router_port, blue_port, green_port, kafka_port = sorted(ports_taken)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
     env |= {
         "CLM_HOME": str(home),
@@ -131,6 +131,9 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
         "CLM__SERVING__ROUTER_PORT": str(router_port),
         "CLM__SERVING__BLUE_PORT": str(blue_port),
         "CLM__SERVING__GREEN_PORT": str(green_port),
+        # Kafka ingestion on: `clm up` starts a Tansu broker, and clm_ingest_stream gets its Asset watcher.
+        "CLM__INGEST__KAFKA__ENABLED": "true",
+        "CLM__INGEST__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
     }
     ports = ("--airflow-port", str(airflow_port), "--mlflow-port", str(mlflow_port))
     timings: dict[str, float] = {}

@@ -101,12 +101,26 @@ def _ask(cfg, admin, version: str, reason: str) -> tuple[str, dict, float]:
     run_id = admin.trigger("clm_promotion", {"version": version, "reason": reason, "require_approval": True})
     deadline = t0 + 300
     while True:
-        states = admin.task_states("clm_promotion", run_id)
-        if states.get("approval") == "awaiting_input":
+        tis = {ti["task_id"]: ti for ti in admin.task_instances("clm_promotion", run_id)}
+        approval = tis.get("approval") or {}
+        # Parked, and its worker process gone: an answer while the process still heartbeats turns the task back
+        # to scheduled under it, and Airflow kills it (a busy machine widens that instant).
+        if approval.get("state") == "awaiting_input" and not _worker_alive(approval["id"]):
             return run_id, admin._request("GET", _hitl_path(run_id)), time.monotonic() - t0
+        states = {t: ti["state"] for t, ti in tis.items()}
         assert admin.run("clm_promotion", run_id)["state"] in ("queued", "running"), (states, _log(admin, run_id))
         assert time.monotonic() < deadline, states
         time.sleep(1)
+
+
+def _worker_alive(ti_id: str) -> bool:
+    """A process titled as Airflow's task runner titles the one running task instance ``ti_id``."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if f"airflow worker -- {ti_id}" in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
 
 
 def _log(admin, run_id: str, task_id: str = "approval") -> str:

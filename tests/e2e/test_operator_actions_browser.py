@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -73,8 +74,13 @@ class Stack:
     def audit(self, **filters: str) -> dict:
         return self.get(f"/clm/api/v1/audit?{urlencode(filters | {'limit': 5})}")
 
-    def champion(self) -> str | None:
-        return self.get("/clm/api/v1/serving")["aliases"]["champion"]
+    def champion(self, timeout: float = 120) -> str | None:
+        """The champion, once MLflow answered the page (a busy MLflow reads as unknown aliases, not as none)."""
+        deadline = time.monotonic() + timeout
+        while (serving := self.get("/clm/api/v1/serving"))["registry"] == "unreachable":
+            assert time.monotonic() < deadline, f"MLflow did not answer /serving within {timeout:.0f} s"
+            time.sleep(2)
+        return serving["aliases"]["champion"]
 
 
 @pytest.fixture(scope="module")

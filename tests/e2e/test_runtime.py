@@ -16,7 +16,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = {"api-server", "scheduler", "dag-processor", "triggerer", "mlflow"}
+COMPONENTS = {"api-server", "scheduler", "dag-processor", "triggerer", "mlflow", "kafka"}  # Kafka: conftest
 
 
 def _status(stack) -> list[dict]:
@@ -32,7 +32,7 @@ def test_status_says_every_component_is_healthy(airflow_stack):
     assert all(r["alive"] and r["healthy"] for r in rows), rows
     table = airflow_stack.clm("status")
     assert table.returncode == 0, table.stdout + table.stderr
-    assert table.stdout.count(" healthy") == 5, table.stdout
+    assert table.stdout.count(" healthy") == len(COMPONENTS), table.stdout
 
 
 def test_nothing_listens_beyond_loopback(airflow_stack):
@@ -44,7 +44,8 @@ def test_nothing_listens_beyond_loopback(airflow_stack):
             listening |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
     airflow_port = int(airflow_stack.base_url.rsplit(":", 1)[1])
     mlflow_port = int(airflow_stack.mlflow_url.rsplit(":", 1)[1])
-    assert {("127.0.0.1", airflow_port), ("127.0.0.1", mlflow_port)} <= listening
+    kafka_port = int(airflow_stack.env["CLM__INGEST__KAFKA__BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])
+    assert {("127.0.0.1", airflow_port), ("127.0.0.1", mlflow_port), ("127.0.0.1", kafka_port)} <= listening
     assert {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
     # The same, as the kernel reports it to `ss`.
     ss = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout

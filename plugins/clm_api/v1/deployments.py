@@ -76,6 +76,9 @@ class ServingOut(BaseModel):
     model: str
     strategy: str
     aliases: dict[str, str | None]
+    registry: str
+    """How MLflow's aliases were read: ``ok``; ``empty`` (no version registered yet); ``unreachable`` (MLflow did not
+    answer in time: the aliases above are unknown, not absent)."""
     active_deployment: dict[str, Any] | None
     slots: dict[str, dict[str, Any]] | None
     weights: dict[str, int] | None

@@ -5,44 +5,23 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from clm_lib.config import REPO_ROOT, load_config
 from clm_lib.data import ingest, lake, landing_s3
 from clm_lib.data.ingest import ingest_landing
 from clm_lib.db import upgrade
+from tests.s3 import use_s3
 
 BUCKET = "drops"
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(endpoint, monkeypatch):
-    options = {"aws_endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-               "aws_region": "us-east-1", "aws_allow_http": "true"}
-    monkeypatch.setenv("CLM_LAKE_STORAGE_OPTIONS", json.dumps(options))
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+def s3(s3_endpoint, monkeypatch):
+    with use_s3(monkeypatch, s3_endpoint, BUCKET) as client:
+        yield client
 
 
 @pytest.fixture

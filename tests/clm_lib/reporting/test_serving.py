@@ -208,8 +208,9 @@ def test_the_rest_payload_keeps_its_keys_and_reads_a_promotion_under_way(sqlite_
 
     state = serving_state(cfg, backend=be)
 
-    assert list(state) == ["model", "strategy", "aliases", "active_deployment", "slots", "weights", "serving_error",
-                           "router_problem", "database_problem", "rollback", "marks", "lock_holder"]  # fmt: skip
+    assert list(state) == ["model", "strategy", "aliases", "registry", "active_deployment", "slots", "weights",
+                           "serving_error", "router_problem", "database_problem", "rollback", "marks",
+                           "lock_holder"]  # fmt: skip
     active = state["active_deployment"]
     assert list(active) == ["id", "kind", "version", "from_version", "strategy", "status", "slot", "stable_slot",
                             "actor", "reason", "outcome", "started_at", "finished_at", "switch_ms", "warm", "marks"]

@@ -131,8 +131,21 @@ def test_one_deployment_with_its_steps(api, tokens, promoted):
 def test_serving_shows_aliases_and_where_a_rollback_would_go(api, tokens, promoted):
     body = api.get(f"{V1}/serving", headers=_as(tokens, "vic")).json()
 
-    assert body["aliases"]["champion"] == "2" and body["aliases"]["previous"] == "1"
+    assert body["aliases"]["champion"] == "2" and body["aliases"]["previous"] == "1" and body["registry"] == "ok"
     assert body["strategy"] == "alias" and body["rollback"]["possible"] is True
+
+
+def test_serving_says_when_mlflow_did_not_answer_rather_than_that_there_is_no_champion(api, tokens, promoted,
+                                                                                       monkeypatch):  # fmt: skip
+    from clm_lib.deploy import state
+
+    def slow(cfg):
+        raise TimeoutError("MLflow did not answer")
+
+    monkeypatch.setattr(state, "_mlflow_aliases", slow)
+    body = api.get(f"{V1}/serving", headers=_as(tokens, "vic")).json()
+
+    assert body["registry"] == "unreachable" and body["aliases"]["champion"] is None
 
 
 def test_a_viewer_cannot_roll_back(api, tokens, promoted):
