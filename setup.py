@@ -19,6 +19,7 @@ CORE = [
     "numpy>=1.26",
     "scipy>=1.11",
     "scikit-learn>=1.3",
+    "rouge-score>=0.1.2",  # the rouge_l task metric (clm_lib/evaluation/task_metrics.py)
     "great-expectations>=1.3",
     "mlflow>=3.0",
     "click>=8",

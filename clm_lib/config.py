@@ -23,9 +23,11 @@ from clm_lib.alerts.config import AlertsConfig
 from clm_lib.deploy.config import DeployConfig, check_lease
 from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
+from clm_lib.evaluation.task_metrics import DEFAULT_METRIC, METRICS
 from clm_lib.redaction import SecretUrl, redact_text
 from clm_lib.serving.config import ServingConfig
 from clm_lib.training.adapter_config import AdaptersConfig
+from clm_lib.training.placement import KubernetesTrainingConfig
 from clm_lib.training.strategy_config import DistillationConfig, EwcConfig, FreezeConfig, ReplayConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -325,6 +327,11 @@ class TrainingConfig(_Section):
     deepspeed: Path | None = None
     """DeepSpeed config JSON to train under DeepSpeed (``include/deepspeed/zero{0,1,2}.json``; a relative path is
     read from the clm source root); ``null`` trains with plain PyTorch. See ``clm_lib/training/deepspeed.py``."""
+    placement: Literal["local", "kubernetes"] = "local"
+    """Where updates train: ``local`` in the Airflow worker, ``kubernetes`` in a pod per update (``kubernetes``
+    below; docs/production.md). Read when the DAG file is parsed, from the file and ``CLM__*`` variables."""
+    kubernetes: KubernetesTrainingConfig = KubernetesTrainingConfig()
+    """The trainer pod (documented field by field in ``clm_lib/training/placement.py``)."""
 
 
 class EvaluationConfig(_Section):
@@ -333,6 +340,22 @@ class EvaluationConfig(_Section):
     max_examples_per_task: int = Field(default=200, ge=1)
     """Held-out examples scored per task (a stable subset, so rows stay comparable)."""
     batch_size: int = Field(default=64, ge=1)
+    metrics: dict[str, str] = {}
+    """Task -> its primary metric, the score the accuracy matrix and the promotion gate use: ``exact_match``
+    (default for a task not listed), ``label_accuracy``, ``macro_f1``, ``token_f1`` or ``rouge_l``
+    (``clm_lib/evaluation/task_metrics.py``). Every metric is computed and stored for every task either way."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted({name for name in v.values() if name not in METRICS})
+        if unknown:
+            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))} (use one of {', '.join(METRICS)})")
+        return v
+
+    def metric(self, task: str) -> str:
+        """The primary metric of ``task``."""
+        return self.metrics.get(task, DEFAULT_METRIC)
 
 
 class RegistryConfig(_Section):
@@ -407,6 +430,16 @@ class ClmConfig(_Section):
         if len(set(v.tasks)) != len(v.tasks):
             raise ValueError("tasks must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _metric_tasks(self) -> ClmConfig:
+        strays = [t for t in self.evaluation.metrics if t not in self.data.tasks]
+        if strays:
+            raise ValueError(
+                f"evaluation.metrics names {', '.join(map(repr, strays))}, not in data.tasks "
+                f"({', '.join(self.data.tasks)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _deploy_lease(self) -> ClmConfig:

@@ -34,6 +34,8 @@ _RULES: dict[str, str | None] = {
     "training.deepspeed": "a path on the worker host",
     "training.device": "depends on the worker host's hardware",
     "training.threads": "depends on the worker host's cores",
+    "training.placement": "read when the training DAG file is parsed: change it in the file or environment",
+    "training.kubernetes": "the trainer pod is built when the training DAG file is parsed: change it in the file",
     "evaluation": None,
     "gate": None,
     "drift": None,

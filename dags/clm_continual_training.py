@@ -11,6 +11,10 @@ when it passes, with no person asked.
 
 ``train`` and ``register`` retry once: a retry resumes the killed try's checkpoint on the same inputs and finds a
 version already registered for the run (docs/reliability.md), so a lost worker costs minutes, not a run.
+
+With ``training.placement: kubernetes`` the update trains in a pod: ``prepare`` (decide, write the training spec)
+→ ``train`` (the pod, ``clm train --spec``) → ``collect`` (record the run), then evaluate and register as above
+(docs/production.md).
 """
 
 from datetime import datetime, timedelta
@@ -22,6 +26,9 @@ from clm_lib.airflow.callbacks import dag_failed
 from clm_lib.airflow.operators.evaluation import EvaluateOperator
 from clm_lib.airflow.operators.registry import RegisterOperator
 from clm_lib.airflow.operators.training import ContinualTrainOperator
+from clm_lib.airflow.operators.training_pod import dag_training_config, pod_training
+
+TRAINING = dag_training_config()  # which tasks the DAG has is fixed when it is parsed
 
 with DAG(
     dag_id="clm_continual_training",
@@ -52,7 +59,10 @@ with DAG(
     },
 ):
     retry = {"retries": 1, "retry_delay": timedelta(seconds=30)}
-    train = ContinualTrainOperator(task_id="train", **retry)
+    if TRAINING.placement == "kubernetes":
+        train = pod_training(TRAINING, **retry)  # prepare >> train (pod) >> collect
+    else:
+        train = ContinualTrainOperator(task_id="train", **retry)
     evaluate = EvaluateOperator(task_id="evaluate", training_run_id=train.output)
     register = RegisterOperator(task_id="register", training_run_id=train.output, **retry)
     train >> evaluate >> register

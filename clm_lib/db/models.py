@@ -104,7 +104,10 @@ class Evaluation(Base):
     model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     tasks: Mapped[list[Any]] = mapped_column(default=list)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    """task -> accuracy (0-100) on its held-out set."""
+    """task -> its primary metric (0-100) on its held-out set: exact-match accuracy unless the config chose another."""
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    """task -> ``{"primary": name, "values": {metric: 0-100}}``, every task metric (``clm_lib/evaluation/
+    stored_metrics.py``). None on evaluations from before metrics could be chosen: their scores are exact match."""
     matrix: Mapped[list[Any]] = mapped_column(default=list)
     """R[i][j]: accuracy on task j after update i, along this model's lineage (None: task not yet seen)."""
     average_accuracy: Mapped[float] = mapped_column(Float)

@@ -18,6 +18,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, GateDecision
 from clm_lib.errors import RegistryError
 from clm_lib.evaluation.gate import GateResult, decide
+from clm_lib.evaluation.stored_metrics import comparable, primary_metrics
 from clm_lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS
 from clm_lib.registry.mlflow_registry import alias_version, client, move_alias
 
@@ -36,12 +37,16 @@ class PromotionResult:
         return self.__dict__.copy()
 
 
-def _scores(session, version: str | None) -> dict[str, float] | None:
+def _evaluation(session, version: str | None) -> Evaluation | None:
     if version is None:
         return None
-    ev = session.scalars(
+    return session.scalars(
         select(Evaluation).where(Evaluation.model_version == version).order_by(Evaluation.id.desc())
     ).first()
+
+
+def _scores(session, version: str | None) -> dict[str, float] | None:
+    ev = _evaluation(session, version)
     return dict(ev.scores) if ev else None
 
 
@@ -56,14 +61,21 @@ def _removed_task(session, version: str, champion: str | None) -> str | None:
 
 def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateResult:
     """Gate ``version`` against ``champion``; record the decision (clm's DB and an MLflow tag)."""
-    candidate_scores = _scores(session, version)
-    if candidate_scores is None:
+    candidate_ev = _evaluation(session, version)
+    if candidate_ev is None:
         raise RegistryError(f"version {version} has no evaluation in clm's database; it cannot be gated")
-    champion_scores = _scores(session, champion)
+    champion_ev = _evaluation(session, champion)
+    champion_scores, notes = None, []
+    candidate_scores, metrics = dict(candidate_ev.scores), primary_metrics(candidate_ev.scores, candidate_ev.metrics)
+    if champion_ev is not None:  # both sides on one metric per task, even if the config changed it in between
+        candidate_scores, champion_scores, metrics, notes = comparable(
+            (candidate_ev.scores, candidate_ev.metrics), (champion_ev.scores, champion_ev.metrics)
+        )
     removed = _removed_task(session, version, champion)
     if removed and champion_scores:  # a task an operator removed on purpose is not a regression of the candidate
         champion_scores = {t: s for t, s in champion_scores.items() if t != removed}
-    result = decide(candidate_scores, champion_scores, cfg.gate)
+    result = decide(candidate_scores, champion_scores, cfg.gate, metrics)
+    result.reasons.extend(notes)
     if removed:
         result.reasons.insert(0, f"{removed}: removed on purpose (remove_task), not compared")
     session.add(

@@ -21,6 +21,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, TrainingRun
 from clm_lib.drift.base import DriftContext
 from clm_lib.drift.window import TextWindow
+from clm_lib.evaluation.stored_metrics import exact_match_scores
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def champion_context(cfg: ClmConfig) -> DriftContext:
             log.warning("champion version %s has no training run with an output folder; model detectors skip", version)
             return context
         base, adapter = run.base_model, Path(run.output_dir) / "adapter"
-        scores = dict(evaluation.scores) if evaluation else {}
+        # The concept detector tests exact-match proportions, whatever metric a task's score is.
+        scores = exact_match_scores(evaluation.scores, evaluation.metrics) if evaluation else {}
     try:
         from clm_lib.modeling.load import load_model
 

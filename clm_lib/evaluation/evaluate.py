@@ -18,6 +18,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, TrainingRun
 from clm_lib.errors import TrainingError
 from clm_lib.evaluation.matrix import build_matrix
+from clm_lib.evaluation.stored_metrics import on_metric, record
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ def evaluate_run(cfg: ClmConfig, training_run_id: str) -> Evaluation:
             raise TrainingError(f"unknown training run {training_run_id}")
         if run.status != "succeeded":
             raise TrainingError(f"training run {training_run_id} is {run.status}, not succeeded")
-        ancestors = [(list(r.tasks), dict(e.scores)) for r, e in lineage(s, run)]
         tasks, base, adapter = list(run.tasks), run.base_model, Path(run.output_dir) / "adapter"
+        primary = {t: cfg.evaluation.metric(t) for t in tasks}
+        # The lineage's rows on today's metrics where they stored them, so a column holds one metric top to bottom.
+        ancestors = [(list(r.tasks), on_metric(e.scores, e.metrics, primary)) for r, e in lineage(s, run)]
 
     model, tokenizer = load_model(base, adapter)
     data = held_out(cfg, tasks)
@@ -69,17 +72,20 @@ def evaluate_run(cfg: ClmConfig, training_run_id: str) -> Evaluation:
         max_examples_per_task=cfg.evaluation.max_examples_per_task,
         batch_size=cfg.evaluation.batch_size,
         max_length=cfg.model.max_length,
+        all_metrics=True,
     )
     missing = [t for t in tasks if t not in scores]
     if missing:
         log.warning("no held-out examples for %s; they are left out of this row", missing)
-    row = {t: round(scores[t].accuracy, 2) for t in tasks if t in scores}
+    metrics = record({t: scores[t].metrics for t in tasks if t in scores}, primary)
+    row = {t: metrics[t]["values"][primary[t]] for t in metrics}
     matrix = build_matrix([*ancestors, (tasks, row)])
     with session_scope(cfg.database_url) as s:
         evaluation = Evaluation(
             training_run_id=training_run_id,
             tasks=matrix.tasks,
             scores=row,
+            metrics=metrics,
             matrix=matrix.rows,
             average_accuracy=round(matrix.average_accuracy, 2),
             backward_transfer=None if matrix.backward_transfer is None else round(matrix.backward_transfer, 2),

@@ -1,7 +1,8 @@
 """The accuracy matrix of continual learning and the two numbers read off it.
 
 ``R[i][j]`` is the accuracy (0-100) on task ``j``'s held-out set after update ``i``; ``None`` where
-task ``j`` had not been seen yet. Following Lopez-Paz & Ranzato (GEM, 2017):
+task ``j`` had not been seen yet. "Accuracy" is the task's primary metric (``evaluation.metrics``; exact match by
+default), the same one down a column. Following Lopez-Paz & Ranzato (GEM, 2017):
 
 * average accuracy ``AA = mean_j R[T][j]`` over the tasks seen by the last update ``T``;
 * backward transfer ``BWT = mean_{j<T} (R[T][j] - R[first(j)][j])``, where ``first(j)`` is the

@@ -13,19 +13,27 @@ decoding could flip an exact tie between two logits, which does not happen in pr
 A model with per-task adapters (``clm_lib.modeling.task_adapters``) answers each prompt with its task's adapter, all
 in one mixed batch. Scoring routes with the learned router by default, as serving does (no task id at inference),
 so a routing mistake costs accuracy; ``route_by_task=True`` uses each record's task instead.
+
+The other task metrics (``clm_lib/evaluation/task_metrics.py``: token F1, ROUGE-L...) need the answer itself, so
+``score_tasks(..., all_metrics=True)`` generates it, greedily, for the examples the teacher-forced pass found wrong
+only: a right one's greedy answer is its reference, by the argument above. Their ``exact_match`` compares text, so
+it can only exceed :attr:`TaskScore.accuracy` where greedy output spells the reference with other tokens (the
+answer a user gets is then right, and the golden set counts it so too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 
+from clm_lib.evaluation.task_metrics import score_all
 from clm_lib.modeling.examples import IGNORE_INDEX, check_table, collate, encode_table
+from clm_lib.modeling.generate import complete
 from clm_lib.modeling.prompt import PromptFormat, prompt_format, special_ids
 from clm_lib.modeling.task_adapters import routing_of
 
@@ -40,6 +48,8 @@ class TaskScore:
     """Mean cross-entropy per response token."""
     n: int
     """Examples scored."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Every task metric by name (``task_metrics.METRICS``), 0-100, on the greedy answers; empty unless asked."""
 
 
 def eval_subset(eval_data: pa.Table, max_examples_per_task: int) -> pa.Table:
@@ -123,6 +133,40 @@ def score_examples(
     return [s for s in scores if s is not None]
 
 
+def greedy_answers(
+    model,
+    tokenizer,
+    records: pa.Table,
+    scored: Sequence[ExampleScore],
+    *,
+    batch_size: int,
+    max_length: int | None = None,
+    route_by_task: bool = False,
+    fmt: PromptFormat | None = None,
+) -> dict[str, str]:
+    """Row id -> the greedy answer of each scored row: its reference where the verdict was exact, else generated."""
+    rows = {r["id"]: r for r in records.select(["id", "task", "prompt", "response"]).to_pylist()}
+    answers = {s.row_id: rows[s.row_id]["response"].strip() for s in scored if s.exact}
+    wrong = [s for s in scored if not s.exact]
+    if not wrong:
+        return answers
+    limit = _max_length(model, max_length)
+    # Room for the reference (EOS included) and as much again: a longer answer is cut, and scored as it stands.
+    max_new_tokens = min(2 * max(s.tokens for s in wrong), limit // 2)
+    generated = complete(
+        model,
+        tokenizer,
+        [rows[s.row_id]["prompt"] for s in wrong],
+        max_new_tokens=max_new_tokens,
+        tasks=[rows[s.row_id]["task"] for s in wrong] if route_by_task else None,
+        batch_size=batch_size,
+        max_length=limit,
+        fmt=fmt,
+    )
+    answers.update((s.row_id, done.text) for s, done in zip(wrong, generated, strict=True))
+    return answers
+
+
 def score_tasks(
     model,
     tokenizer,
@@ -133,10 +177,13 @@ def score_tasks(
     max_length: int | None = None,
     route_by_task: bool = False,
     fmt: PromptFormat | None = None,
+    all_metrics: bool = False,
 ) -> dict[str, TaskScore]:
     """Task -> :class:`TaskScore` on a stable subset of ``eval_data`` (columns ``id, task, prompt, response``).
 
     ``max_length`` should be the training one (``model.max_length``); default: the model's context size.
+    ``all_metrics`` also generates the answers the teacher-forced pass found wrong and fills
+    :attr:`TaskScore.metrics`.
     """
     subset = eval_subset(check_table(eval_data, "eval_data"), max_examples_per_task)
     by_task: dict[str, list[ExampleScore]] = {}
@@ -145,13 +192,31 @@ def score_tasks(
     )
     for s in scored:
         by_task.setdefault(s.task, []).append(s)
+    answers: dict[str, str] = {}
+    references: dict[str, str] = {}
+    if all_metrics:
+        answers = greedy_answers(
+            model,
+            tokenizer,
+            subset,
+            scored,
+            batch_size=batch_size,
+            max_length=max_length,
+            route_by_task=route_by_task,
+            fmt=fmt,
+        )
+        references = dict(zip(subset.column("id").to_pylist(), subset.column("response").to_pylist(), strict=True))
     out = {}
     for task, scores in sorted(by_task.items()):
         tokens = max(1, sum(s.tokens for s in scores))
+        metrics = {}
+        if all_metrics:
+            metrics = score_all([answers[s.row_id] for s in scores], [references[s.row_id] for s in scores])
         out[task] = TaskScore(
             accuracy=100.0 * sum(s.exact for s in scores) / len(scores),
             token_accuracy=100.0 * sum(s.tokens_right for s in scores) / tokens,
             loss=sum(s.nll for s in scores) / tokens,
             n=len(scores),
+            metrics=metrics,
         )
     return out

@@ -279,6 +279,8 @@ def flat_params(run: TrainingRun) -> dict[str, Any]:
 
 def _metrics(run: TrainingRun, evaluation: Evaluation) -> dict[str, float]:
     metrics = {f"accuracy.{task}": float(score) for task, score in evaluation.scores.items()}
+    for task, stored in (evaluation.metrics or {}).items():  # every task metric, the primary one included
+        metrics.update({f"{task}.{name}": float(v) for name, v in (stored.get("values") or {}).items()})
     metrics["average_accuracy"] = float(evaluation.average_accuracy)
     if evaluation.backward_transfer is not None:
         metrics["backward_transfer"] = float(evaluation.backward_transfer)

@@ -10,7 +10,7 @@ here decides anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from clm_lib.config import ClmConfig
 from clm_lib.db.models import AuditEntry, Deployment, Evaluation, GateDecision, TrainingRun
 from clm_lib.errors import ClmError
+from clm_lib.evaluation.task_metrics import DEFAULT_METRIC
 from clm_lib.reporting import deployments
 from clm_lib.reporting.audit import AuditRow
 from clm_lib.reporting.audit import row as audit_row
@@ -60,11 +61,21 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class TaskMetrics:
+    primary: str
+    """The metric the task's score is (``evaluation.metrics`` in the config): what the gate and R use."""
+    values: dict[str, float]
+    """Every task metric computed, 0-100 (exact match alone on an evaluation from before metrics could be chosen)."""
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
     created_at: datetime | None
     scores: dict[str, float]
-    """Task -> accuracy (0-100) of this version on the task's held-out set."""
+    """Task -> its primary metric (0-100) of this version on the task's held-out set."""
     matrix: LatestMatrix | None
+    metrics: dict[str, TaskMetrics] = field(default_factory=dict)
+    """Task -> every metric computed for it and which one ``scores`` holds."""
 
 
 @dataclass(frozen=True)
@@ -169,5 +180,22 @@ def scores_of(ev: Evaluation) -> dict[str, float]:
     }
 
 
+def metrics_of(ev: Evaluation) -> dict[str, TaskMetrics]:
+    """Task -> :class:`TaskMetrics` of an evaluation; one written before metrics could be chosen scored exact match."""
+    scores, stored = scores_of(ev), ev.metrics if isinstance(ev.metrics, dict) else {}
+    out = {}
+    for task, score in scores.items():
+        entry = stored.get(task) if isinstance(stored.get(task), dict) else {}
+        values = entry.get("values") if isinstance(entry.get("values"), dict) else {}
+        primary = str(entry.get("primary") or DEFAULT_METRIC)
+        numbers = {
+            str(k): float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        out[task] = TaskMetrics(primary=primary, values=numbers or {primary: score})
+    return out
+
+
 def _evaluation(ev: Evaluation) -> EvaluationReport:
-    return EvaluationReport(created_at=utc(ev.created_at), scores=scores_of(ev), matrix=matrix_of(ev))
+    return EvaluationReport(
+        created_at=utc(ev.created_at), scores=scores_of(ev), matrix=matrix_of(ev), metrics=metrics_of(ev)
+    )

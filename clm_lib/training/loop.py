@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,15 @@ def make_optimizer(
 
 
 def train_loop(
-    ctx: TrainContext, strategies: list[Strategy], checkpoint_dir: Path | None = None, fingerprint: str = ""
+    ctx: TrainContext,
+    strategies: list[Strategy],
+    checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainContext:
-    """Train until ``ctx.step == max_steps``, resuming from the newest checkpoint in ``checkpoint_dir``."""
+    """Train until ``ctx.step == max_steps``, resuming from the newest checkpoint in ``checkpoint_dir``.
+
+    ``on_checkpoint``: called on rank 0 with each checkpoint once complete (a pod copies it off its disk)."""
     if not ctx.data.get("new"):
         raise TrainingError("no new examples to train on")
     ctx.sampler = EpochSampler(len(ctx.data["new"]), ctx.training.seed)
@@ -85,7 +92,9 @@ def train_loop(
         if ctx.step % 25 == 0 or ctx.step == ctx.max_steps:
             log.info("step %d/%d loss %.4f lr %.2e", ctx.step, ctx.max_steps, loss, ctx.scheduler.get_last_lr()[0])
         if checkpoint_dir is not None and (ctx.step % ctx.training.checkpoint_every == 0 or ctx.step == ctx.max_steps):
-            save_checkpoint(ctx, strategies, checkpoint_dir, fingerprint)
+            saved = save_checkpoint(ctx, strategies, checkpoint_dir, fingerprint)
+            if on_checkpoint is not None and ctx.rank == 0:
+                on_checkpoint(saved)
     for s in strategies:
         s.after_training(ctx)
     ctx.model.eval()

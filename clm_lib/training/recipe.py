@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,12 @@ def train_update(
     output_dir: Path,
     run_id: str,
     strategies: list[Strategy] | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Train one update; tables need columns ``id, task, prompt, response`` (training-split rows only).
 
     ``strategies``: the ones ``run_update`` built and prepared (``before_update``), which own state beyond the
-    config; ``None`` builds them from ``cfg``.
+    config; ``None`` builds them from ``cfg``. ``on_checkpoint``: see :func:`~clm_lib.training.loop.train_loop`.
     """
     start = time.monotonic()
     output_dir = Path(output_dir)
@@ -115,7 +117,7 @@ def train_update(
     fingerprint = _fingerprint(cfg, new_data, replay_data, base_dir, parent_adapter_dir)
 
     # --- train ------------------------------------------------------------------------------------------------
-    train_loop(ctx, strategies, output_dir / "checkpoints", fingerprint)
+    train_loop(ctx, strategies, output_dir / "checkpoints", fingerprint, on_checkpoint)
 
     # --- save -------------------------------------------------------------------------------------------------
     summaries = {s.name: s.params() for s in strategies}

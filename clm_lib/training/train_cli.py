@@ -3,6 +3,7 @@
 The same recipe the Airflow task runs (``clm_lib.training.recipe.train_update``), for a GPU pod or by hand::
 
     clm train --new new.parquet [--replay buffer.parquet] [--parent-adapter DIR] --out DIR
+    clm train --spec s3://bucket/clm/_training/<run id>/spec.json     # a trainer pod (clm_lib/training/spec.py)
     deepspeed --no_local_rank --num_gpus N $(which clm) train --new ... --out DIR --deepspeed zero2.json
 
 (``--no_local_rank``: the launcher would otherwise put ``--local_rank`` before ``train``; every rank reads its
@@ -23,50 +24,9 @@ from pathlib import Path
 import click
 
 from clm_lib.errors import TrainingError
+from clm_lib.training.record_files import read_records
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def read_records(path: Path, role: str):
-    """A record table (``task, prompt, response``; ``id`` computed when absent) from Parquet, JSONL or CSV.
-
-    A ``split`` column, as in clm's curated table, keeps only the ``train`` rows: held-out rows are never trained on.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        elif suffix in (".jsonl", ".json"):
-            import pyarrow.json as pj
-
-            table = pj.read_json(path)
-        elif suffix == ".csv":
-            import pyarrow.csv as pcsv
-
-            table = pcsv.read_csv(path)
-        else:
-            raise TrainingError(f"--{role} {path}: unknown format {suffix!r} (use .parquet, .jsonl or .csv)")
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise TrainingError(f"--{role} {path}: cannot read it: {exc}") from None
-    missing = [c for c in ("task", "prompt", "response") if c not in table.column_names]
-    if missing:
-        have = ", ".join(table.column_names)
-        raise TrainingError(f"--{role} {path} lacks column(s) {', '.join(missing)}; it has {have}")
-    for c in ("task", "prompt", "response"):
-        table = table.set_column(table.column_names.index(c), c, pc.cast(table.column(c), pa.string()))
-    if "split" in table.column_names:
-        table = table.filter(pc.equal(table.column("split"), "train"))
-    if "id" not in table.column_names:
-        from clm_lib.data.records import content_ids, normalise
-
-        cols = [normalise(table.column(c)) for c in ("task", "prompt", "response")]
-        table = table.append_column("id", content_ids(*(c.combine_chunks() for c in cols)))
-    return table
 
 
 def _logging(rank: int) -> None:
@@ -81,7 +41,13 @@ def _logging(rank: int) -> None:
 
 
 @click.command("train")
-@click.option("--new", "new_path", type=_FILE, required=True, help="This update's records (Parquet, JSONL or CSV).")
+@click.option(
+    "--spec",
+    "spec_uri",
+    help="A training spec (folder path or s3:// URI of spec.json): inputs, outputs and settings all come from it; "
+    "the other options are not used.",
+)
+@click.option("--new", "new_path", type=_FILE, help="This update's records (Parquet, JSONL or CSV).")
 @click.option("--replay", "replay_path", type=_FILE, help="Replay buffer records mixed in by the replay strategy.")
 @click.option(
     "--parent-adapter",
@@ -91,7 +57,6 @@ def _logging(rank: int) -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
     help="Output folder: adapter/, train_summary.json, checkpoints/ (resumed from when present).",
 )
 @click.option(
@@ -102,10 +67,11 @@ def _logging(rank: int) -> None:
 )
 @click.option("--run-id", help="Name of the run in its summary (default: the --out folder's name).")
 def train(
-    new_path: Path,
+    spec_uri: str | None,
+    new_path: Path | None,
     replay_path: Path | None,
     parent_adapter: Path | None,
-    out: Path,
+    out: Path | None,
     deepspeed_config: Path | None,
     run_id: str | None,
 ) -> None:
@@ -116,6 +82,11 @@ def train(
 
     rank = int(os.environ.get("RANK", "0"))
     _logging(rank)
+    if spec_uri:
+        _train_spec(spec_uri, rank)
+        return
+    if new_path is None or out is None:
+        raise click.UsageError("give --spec, or --new and --out")
     cfg = load_config()
     if deepspeed_config is not None:
         if not deepspeed_config.expanduser().is_file():
@@ -141,3 +112,18 @@ def train(
         click.echo(f"trained {result.steps} steps in {time.monotonic() - t0:.1f} s, final loss {loss}")
         click.echo(f"  adapter  {result.adapter_dir}")
         click.echo(f"  summary  {out / SUMMARY_FILE}")
+
+
+def _train_spec(uri: str, rank: int) -> None:
+    """Config and files from the spec, not from this host: a trainer pod has neither clm's config nor its stores."""
+    from clm_lib.training.spec import run_spec
+
+    t0 = time.monotonic()
+    result = run_spec(uri, rank=rank)
+    if rank != 0:
+        return
+    if result is None:
+        click.echo(f"{uri}: nothing to train")
+        return
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    click.echo(f"trained {result.steps} steps in {time.monotonic() - t0:.1f} s, final loss {loss}")

@@ -26,7 +26,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import ConfigVersion, TrainingRun, utcnow
 from clm_lib.errors import TrainingError
 from clm_lib.faults import fault_point
-from clm_lib.training.context import UpdateContext
+from clm_lib.training.context import TrainResult, UpdateContext
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +126,33 @@ def _tasks_in_order(parent_tasks: list[str], new: pa.Table, known: list[str]) ->
     return head + sorted(tail, key=lambda t: known.index(t) if t in known else len(known))
 
 
-def run_update(
+@dataclass
+class StartedUpdate:
+    """An update recorded as ``running``, with everything training it needs (:func:`start_update`)."""
+
+    run_id: str
+    update: UpdateContext
+    strategies: list[Any]
+    """The strategies, prepared (``before_update`` ran): they hold what they read from clm's stores."""
+    new: pa.Table
+    replay: pa.Table
+    parent_version: str | None
+    output_dir: Path
+
+
+def start_update(
     cfg: ClmConfig,
     *,
     trigger: dict[str, Any],
     plan: UpdatePlan,
     airflow_dag_id: str | None = None,
     airflow_run_id: str | None = None,
-    actor: str | None = None,
-) -> TrainingRun:
-    """Train one continual update on ``plan`` and record it. Returns the stored run."""
+) -> StartedUpdate:
+    """Gather what ``plan`` trains on (new rows, the strategies' state, the parent) and record the run as
+    ``running``. Training it, here (:func:`run_update`) or in a pod (:mod:`clm_lib.training.spec`), comes next."""
     from clm_lib.modeling.build import ensure_base_model
     from clm_lib.registry.aliases import CHAMPION
     from clm_lib.registry.mlflow_registry import alias_version
-    from clm_lib.training.recipe import train_update
     from clm_lib.training.stale import earlier_try_versions, reclaim_interrupted
     from clm_lib.training.strategies import build_strategies
 
@@ -184,24 +197,22 @@ def run_update(
             s.add(ConfigVersion(config_hash=run.config_hash, content=cfg.model_dump(mode="json")))
         s.add(run)
     log.info("training %s: %s new rows, replay v%s, parent %s", run_id, new.num_rows, replay_version, parent_version)
-    try:
-        result = train_update(
-            cfg,
-            new_data=new,
-            replay_data=update.data.get("replay", new.slice(0, 0)),
-            parent_adapter_dir=_parent_adapter(cfg, parent_version),
-            output_dir=output_dir,
-            run_id=run_id,
-            strategies=strategies,
-        )
-        fault_point("train.after_adapter_saved")
-        records = {s.name: s.after_update(update, result) for s in strategies}
-    except Exception as exc:
-        with session_scope(cfg.database_url) as s:
-            stored = s.get(TrainingRun, run_id)
-            stored.status, stored.error, stored.finished_at = "failed", str(exc)[:4000], utcnow()
-        raise
-    fault_point("train.before_succeeded")  # adapter saved, strategies' state written back
+    replay = update.data.get("replay", new.slice(0, 0))
+    return StartedUpdate(run_id, update, strategies, new, replay, parent_version, output_dir)
+
+
+def fail_update(cfg: ClmConfig, run_id: str, exc: BaseException) -> None:
+    with session_scope(cfg.database_url) as s:
+        stored = s.get(TrainingRun, run_id)
+        stored.status, stored.error, stored.finished_at = "failed", str(exc)[:4000], utcnow()
+
+
+def after_update(started: StartedUpdate, result: TrainResult) -> dict[str, dict[str, Any]]:
+    """The strategies write back what the next update reads (the replay buffer...); their records, by name."""
+    return {s.name: s.after_update(started.update, result) for s in started.strategies}
+
+
+def succeed_update(cfg: ClmConfig, run_id: str, result: TrainResult, records: dict[str, dict[str, Any]]) -> TrainingRun:
     with session_scope(cfg.database_url) as s:
         stored = s.get(TrainingRun, run_id)
         stored.status = "succeeded"
@@ -219,3 +230,37 @@ def run_update(
             "wall_seconds": result.wall_seconds,
         }
         return stored
+
+
+def run_update(
+    cfg: ClmConfig,
+    *,
+    trigger: dict[str, Any],
+    plan: UpdatePlan,
+    airflow_dag_id: str | None = None,
+    airflow_run_id: str | None = None,
+    actor: str | None = None,
+) -> TrainingRun:
+    """Train one continual update on ``plan`` and record it. Returns the stored run."""
+    from clm_lib.training.recipe import train_update
+
+    started = start_update(
+        cfg, trigger=trigger, plan=plan, airflow_dag_id=airflow_dag_id, airflow_run_id=airflow_run_id
+    )
+    try:
+        result = train_update(
+            cfg,
+            new_data=started.new,
+            replay_data=started.replay,
+            parent_adapter_dir=_parent_adapter(cfg, started.parent_version),
+            output_dir=started.output_dir,
+            run_id=started.run_id,
+            strategies=started.strategies,
+        )
+        fault_point("train.after_adapter_saved")
+        records = after_update(started, result)
+    except Exception as exc:
+        fail_update(cfg, started.run_id, exc)
+        raise
+    fault_point("train.before_succeeded")  # adapter saved, strategies' state written back
+    return succeed_update(cfg, started.run_id, result, records)

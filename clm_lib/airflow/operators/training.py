@@ -43,9 +43,10 @@ def drift_checks(trigger: dict, params: dict) -> list[str]:
     return [i for i in dict.fromkeys(ids) if i]
 
 
-class ContinualTrainOperator(ClmBaseOperator):
-    """Train when a drift check requested it, when forced, or (a manual run) when the drift policy's volume rule
-    finds enough new curated data; otherwise skip with the policy's reason. Returns the training run id."""
+class TrainingDecision(ClmBaseOperator):
+    """What every training path shares: train when a drift check requested it, when forced, or (a manual run) when
+    the drift policy's volume rule finds enough new curated data; otherwise skip with the policy's reason. With
+    ``remove_task`` nothing is trained (:meth:`remove`)."""
 
     template_fields = ("force", "remove_task")
 
@@ -56,21 +57,52 @@ class ContinualTrainOperator(ClmBaseOperator):
         self.force = force
         self.remove_task = remove_task
 
-    def execute(self, context: Any) -> str:
-        from clm_lib.drift.monitor import link_training_run
-        from clm_lib.training.update import plan_update, run_update
+    def task_to_remove(self) -> str:
+        return (self.remove_task or "").strip()
 
-        self.quiet_libraries()
-        cfg = self.cfg  # loaded once: plan, update and links must see the same settings
-        trigger = describe_trigger(context)
-        if (self.remove_task or "").strip():
-            return self._remove(cfg, self.remove_task.strip(), trigger, context)
+    def plan(self, cfg, trigger: dict) -> Any:
+        """The update plan; raises ``AirflowSkipException`` with the policy's reason when there is nothing to train."""
+        from clm_lib.training.update import plan_update
+
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
         # A drift check's request is the policy's decision (volume included): it needs no second volume threshold.
         plan = plan_update(cfg, force=force, requested=bool(trigger.get("drift_checks")))
         self.log.info("update plan: %s", plan)
         if not plan.should_train:
             raise AirflowSkipException(plan.reason)
+        return plan
+
+    def link_checks(self, cfg, check_ids: list[str], run_id: str) -> None:
+        from clm_lib.drift.monitor import link_training_run
+
+        for check_id in check_ids:
+            linked = link_training_run(cfg, check_id, run_id)
+            self.log.info("drift check %s: %d triggering report(s) linked to %s", check_id, linked, run_id)
+
+    def remove(self, cfg, task: str, trigger: dict, context: Any) -> str:
+        """No training: the champion without ``task``'s adapter becomes this run's candidate (the Multi-task
+        screen's "remove task"); evaluate, register and the promotion gate follow as for any update."""
+        from clm_lib.training.removal import run_removal
+
+        run = run_removal(cfg, task, trigger=trigger, airflow_dag_id=context["dag"].dag_id,
+                          airflow_run_id=context["run_id"])  # fmt: skip
+        self.log.info("removal run %s: %s", run.id, run.strategies.get("task_removal"))
+        return run.id
+
+
+class ContinualTrainOperator(TrainingDecision):
+    """One continual update trained in this worker (``training.placement: local``), or a skip that says why not.
+    Returns the training run id."""
+
+    def execute(self, context: Any) -> str:
+        from clm_lib.training.update import run_update
+
+        self.quiet_libraries()
+        cfg = self.cfg  # loaded once: plan, update and links must see the same settings
+        trigger = describe_trigger(context)
+        if self.task_to_remove():
+            return self.remove(cfg, self.task_to_remove(), trigger, context)
+        plan = self.plan(cfg, trigger)
         run = run_update(
             cfg,
             trigger={**trigger, "plan": plan.reason},
@@ -79,18 +111,6 @@ class ContinualTrainOperator(ClmBaseOperator):
             airflow_run_id=context["run_id"],
             actor=self.actor(context),
         )
-        for check_id in trigger.get("drift_checks", []):
-            linked = link_training_run(cfg, check_id, run.id)
-            self.log.info("drift check %s: %d triggering report(s) linked to %s", check_id, linked, run.id)
+        self.link_checks(cfg, trigger.get("drift_checks", []), run.id)
         self.log.info("training run %s: %s", run.id, run.metrics)
-        return run.id
-
-    def _remove(self, cfg, task: str, trigger: dict, context: Any) -> str:
-        """No training: the champion without ``task``'s adapter becomes this run's candidate (the Multi-task
-        screen's "remove task"); evaluate, register and the promotion gate follow as for any update."""
-        from clm_lib.training.removal import run_removal
-
-        run = run_removal(cfg, task, trigger=trigger, airflow_dag_id=context["dag"].dag_id,
-                          airflow_run_id=context["run_id"])  # fmt: skip
-        self.log.info("removal run %s: %s", run.id, run.strategies.get("task_removal"))
         return run.id

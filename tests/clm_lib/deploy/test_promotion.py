@@ -31,7 +31,7 @@ def cfg(tmp_path, db_url, mlflow_uri):
     )
 
 
-def _candidate(cfg, scores: dict[str, float]) -> str:
+def _candidate(cfg, scores: dict[str, float], metrics: dict | None = None) -> str:
     """Register a model version and store its evaluation, as training + evaluate + register would."""
     client(cfg)
     mlflow.set_experiment("test")
@@ -61,6 +61,7 @@ def _candidate(cfg, scores: dict[str, float]) -> str:
                 model_version=version,
                 tasks=list(scores),
                 scores=scores,
+                metrics=metrics,
                 matrix=[list(scores.values())],
                 average_accuracy=50.0,
             )
@@ -94,6 +95,19 @@ def test_regressing_candidate_is_rejected_and_champion_stays(cfg):
     with session_scope(cfg.database_url) as s:
         decision = s.query(GateDecision).filter_by(model_version=v2).one()
         assert (decision.passed, decision.champion_version) == (False, v1)
+
+
+def test_the_gate_compares_each_task_on_its_primary_metric(cfg):
+    def stored(exact: float, f1: float) -> dict:
+        return {"billing": {"primary": "macro_f1", "values": {"exact_match": exact, "macro_f1": f1}}}
+
+    v1 = _candidate(cfg, {"billing": 70.0}, stored(80.0, 70.0))
+    promote(cfg)
+    # More answers right (the majority label), the rare label lost: macro F1, the primary, dropped 25 points.
+    v2 = _candidate(cfg, {"billing": 45.0}, stored(85.0, 45.0))
+    result = promote(cfg, v2)
+    assert not result.passed and result.champion_after == v1
+    assert result.reasons == ["billing (macro_f1): 70.0 -> 45.0 (-25.0; budget -5.0) REGRESSED"]
 
 
 def test_improving_candidate_replaces_champion(cfg):

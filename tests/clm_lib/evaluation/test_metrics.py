@@ -83,3 +83,29 @@ def test_eval_subset_is_stable_as_data_grows():
     # The subset only changes where the new rows sort first: the rows kept from before stay in.
     kept = set(a["id"].to_pylist()) & set(b["id"].to_pylist())
     assert kept == {i for i in a["id"].to_pylist() if i <= max(b["id"].to_pylist())}
+
+
+def test_all_metrics_scores_the_greedy_answers_of_every_task(trained):
+    from clm_lib.evaluation.metrics import greedy_answers
+    from clm_lib.evaluation.task_metrics import METRICS
+
+    model, tok = trained
+    data = pa.concat_tables([_records("routers", 12, seed=5), _records("thermostats", 6, seed=5)])
+    plain = score_tasks(model, tok, data, max_examples_per_task=12, batch_size=8, max_length=96)
+    scores = score_tasks(model, tok, data, max_examples_per_task=12, batch_size=8, max_length=96, all_metrics=True)
+    assert all(s.metrics == {} for s in plain.values())  # callers that read accuracy alone generate nothing
+    for task, s in scores.items():
+        assert set(s.metrics) == set(METRICS) and s.accuracy == plain[task].accuracy
+        # Right answers are exactly the teacher-forced ones; partial credit never scores below them.
+        assert s.metrics["exact_match"] == pytest.approx(s.accuracy)
+        assert s.metrics["token_f1"] >= s.metrics["exact_match"] and s.metrics["rouge_l"] >= s.metrics["exact_match"]
+    # A wrong example's answer is what greedy generation writes, the same as generating it alone.
+    scored = score_examples(model, tok, data, batch_size=8, max_length=96)
+    answers = greedy_answers(model, tok, data, scored, batch_size=8, max_length=96)
+    rows = {r["id"]: r for r in data.to_pylist()}
+    wrong = [s for s in scored if not s.exact]
+    assert wrong and len(answers) == len(scored)
+    budget = 2 * max(s.tokens for s in wrong)
+    for s in wrong[:4]:
+        (alone,) = complete(model, tok, [rows[s.row_id]["prompt"]], max_new_tokens=budget, max_length=96)
+        assert answers[s.row_id] == alone.text

@@ -15,7 +15,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Deployment, GateDecision
 from clm_lib.reporting import audit as audit_report
 from clm_lib.reporting.audit import AuditFilter, FilterError
-from clm_lib.reporting.report import UnknownVersion, build_report
+from clm_lib.reporting.report import TaskMetrics, UnknownVersion, build_report
 from clm_lib.reporting.stores import StoreDown
 from tests.conftest import REPO
 
@@ -142,6 +142,21 @@ def test_a_missing_database_is_store_down_and_is_not_created(clm_home, tmp_path)
     assert not missing.exists()
 
 
+def test_a_version_report_has_every_task_metric_and_the_primary_one(log_cfg, register_version):
+    from clm_lib.db.models import Evaluation
+
+    v1 = register_version(log_cfg, {"billing": 44.4})
+    stored = {"billing": {"primary": "macro_f1", "values": {"exact_match": 80.0, "macro_f1": 44.4, "rouge_l": 90.1}}}
+    with session_scope(log_cfg.database_url) as s:
+        s.query(Evaluation).filter_by(model_version=v1).one().metrics = stored
+
+    evaluation = build_report(log_cfg, v1).evaluation
+
+    assert evaluation.scores == {"billing": 44.4}
+    assert evaluation.metrics == {"billing": TaskMetrics("macro_f1", {"exact_match": 80.0, "macro_f1": 44.4,
+                                                                     "rouge_l": 90.1})}  # fmt: skip
+
+
 def test_a_version_report_gathers_evaluation_gate_lineage_deployments_and_audit(log_cfg, register_version):
     c = log_cfg
     v1 = register_version(c, {"routers": 91.0, "billing": 80.5})
@@ -155,6 +170,9 @@ def test_a_version_report_gathers_evaluation_gate_lineage_deployments_and_audit(
 
     assert report.version == v1 == "1"
     assert report.evaluation.scores == {"routers": 91.0, "billing": 80.5}
+    # An evaluation without stored metrics scored exact match, and says so.
+    assert report.evaluation.metrics == {"routers": TaskMetrics("exact_match", {"exact_match": 91.0}),
+                                         "billing": TaskMetrics("exact_match", {"exact_match": 80.5})}  # fmt: skip
     assert report.evaluation.matrix.average_accuracy == 90.0
     assert report.gate.passed and report.gate.reasons == ["no champion yet: AA 90.0 >= floor 50.0"]
     assert report.lineage.training_run_id == "run-1" and report.lineage.tasks == ["routers", "billing"]

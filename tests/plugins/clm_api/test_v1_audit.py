@@ -113,6 +113,7 @@ def test_a_version_report_and_an_unknown_version(api, tokens, logged, register_v
     bad = api.get(f"{V1}/reports/latest", headers=headers)
 
     assert report["version"] == version and report["evaluation"]["scores"] == {"routers": 88.0}
+    assert report["evaluation"]["metrics"] == {"routers": {"primary": "exact_match", "values": {"exact_match": 88.0}}}
     assert report["lineage"]["training_run_id"] == f"run-{version}" and report["aliases"] == ["challenger"]
     assert unknown.status_code == 404 and "no model version 4242" in unknown.json()["detail"]
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["path", "version"]

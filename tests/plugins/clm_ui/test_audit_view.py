@@ -120,20 +120,23 @@ def test_anonymous_goes_to_login_and_public_is_refused(client, tokens, clm_env):
 
 def test_a_version_report_is_printable_and_escapes(client, tokens, clm_env, register_version):
     from clm_lib.db import session_scope
-    from clm_lib.db.models import GateDecision
+    from clm_lib.db.models import Evaluation, GateDecision
 
     cfg, _ = clm_env
     version = register_version(cfg, {"routers": 91.0, "billing": 77.0})
     with session_scope(cfg.database_url) as s:
         s.add(GateDecision(model_name=cfg.registry.model_name, model_version=version, passed=False,
                            reasons=[f"billing fell: {HOSTILE}"]))  # fmt: skip
+        evaluation = s.query(Evaluation).filter_by(model_version=version).one()
+        evaluation.metrics = {"billing": {"primary": "macro_f1", "values": {"exact_match": 80.0, "macro_f1": 77.0}}}
 
     response = _as(client, tokens, "vic").get(f"/clm/report/{version}")
 
     html = response.text
     assert response.status_code == 200
     assert f"v{version}" in html and '<span class="alias alias-challenger">challenger</span>' in html
-    assert '<tr><td>routers</td><td class="num">91.0</td>' in html
+    assert '<tr><td>routers</td><td class="num">91.0</td>' in html  # exact match, the default, goes unnamed
+    assert '<tr><td>billing</td><td class="num">77.0 <span class="muted">macro_f1</span></td>' in html
     assert '<span class="badge badge-fail">failed</span>' in html and HOSTILE not in html and ESCAPED in html
     assert f"<code>run-{version}</code>" in html
     assert 'class="active" aria-current="page">Reports &amp; audit</a>' in html
