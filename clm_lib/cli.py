@@ -451,7 +451,8 @@ def drift_check(as_json: bool) -> None:
     click.echo(f"check {decision.check_id}: {decision.summary}")
 
 
-BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py", "ingest": "ingest.py"}
+BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py", "ingest": "ingest.py",
+              "train-throughput": "train_throughput.py"}  # fmt: skip
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
