@@ -452,7 +452,7 @@ def drift_check(as_json: bool) -> None:
 
 
 BENCHMARKS = {"drift": "drift.py", "continual": "continual.py", "rollback": "rollback.py", "ingest": "ingest.py",
-              "train-throughput": "train_throughput.py"}  # fmt: skip
+              "train-throughput": "train_throughput.py", "architectures": "architectures.py"}  # fmt: skip
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -16,6 +16,7 @@ shared cores.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -25,12 +26,19 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+import transformers
+from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
 
 from clm_lib.config import ClmConfig
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.architectures import check_context
 from clm_lib.modeling.corpus import support_corpus
 from clm_lib.modeling.tokenizer import train_tokenizer
+
+try:
+    from huggingface_hub.errors import StrictDataclassError  # transformers 5 validates configs with it
+except ImportError:  # older huggingface_hub: configs raise ValueError only
+    StrictDataclassError = ValueError
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +89,17 @@ def build_base_model(cfg: ClmConfig, out_dir: Path) -> Path:
     """Train the tokenizer, create the model from ``model.architecture``, warm it up, save both to ``out_dir``."""
     start = time.monotonic()
     torch.manual_seed(cfg.model.seed)
-    corpus = support_corpus(CORPUS_SIZE, CORPUS_SEED)
-    tokenizer = train_tokenizer(corpus, cfg.model.vocab_size)
     arch = dict(cfg.model.architecture)
     model_type = arch.pop("model_type", None)
     if not model_type:
         raise TrainingError("model.architecture needs a model_type (e.g. llama)")
+    if model_type not in CONFIG_MAPPING:
+        raise TrainingError(
+            f"model.architecture.model_type {model_type!r} is not a model type transformers "
+            f"{transformers.__version__} knows (e.g. llama, gpt2, qwen2, mistral)"
+        )
+    corpus = support_corpus(CORPUS_SIZE, CORPUS_SEED)
+    tokenizer = train_tokenizer(corpus, cfg.model.vocab_size)
     try:
         config = AutoConfig.for_model(
             model_type,
@@ -96,8 +109,10 @@ def build_base_model(cfg: ClmConfig, out_dir: Path) -> Path:
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, StrictDataclassError) as exc:
         raise TrainingError(f"model.architecture is not a valid {model_type} config: {exc}") from None
+    _check_settings(config, arch)
+    check_context(cfg.model.max_length, config, "model.architecture")
     model = AutoModelForCausalLM.from_config(config)
     losses = pretrain(model, tokenizer, corpus, cfg)
     model.save_pretrained(str(out_dir))
@@ -116,6 +131,22 @@ def build_base_model(cfg: ClmConfig, out_dir: Path) -> Path:
     (out_dir / BUILD_INFO).write_text(json.dumps(info, indent=2))
     log.info("built demo base model in %s: %s", out_dir, info)
     return out_dir
+
+
+def _check_settings(config, arch: dict) -> None:
+    """Raise on a ``model.architecture`` key the model type does not use. transformers keeps an unknown keyword as a
+    plain attribute, so a typo (``n_layers`` for GPT-2's ``n_layer``) would silently build the default 12 layers;
+    keywords it reads (its parameters, ``attribute_map`` aliases, legacy ones it folds in such as ``rope_theta``)
+    are not left behind like that."""
+    config_class = type(config)
+    default = vars(config_class())
+    known = set(inspect.signature(config_class.__init__).parameters) | set(config_class.attribute_map)
+    unknown = sorted(k for k in arch if k in vars(config) and k not in default and k not in known)
+    if unknown:
+        raise TrainingError(
+            f"model.architecture.{unknown[0]} is not a {config.model_type} setting"
+            + (f" (nor are {', '.join(unknown[1:])})" if len(unknown) > 1 else "")
+        )
 
 
 def pretrain(model: torch.nn.Module, tokenizer, texts: list[str], cfg: ClmConfig) -> list[float]:

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import torch
 
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.architectures import lora_config
 from clm_lib.modeling.router import TaskRouter
 from clm_lib.modeling.task_adapters import (
     ADAPTERS_DIR,
@@ -89,15 +90,6 @@ class TaskAdapters:
         }
 
 
-def _peft_lora(lora: LoraConfig):
-    from peft import LoraConfig as PeftLoraConfig
-
-    return PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
-
-
 def setup_task_adapters(base_model, parent_adapter_dir: Path | None, tasks: Sequence[str], lora: LoraConfig):
     """(model, TaskAdapters): the parent's adapters, plus a new one for each task in ``tasks`` that has none yet.
 
@@ -128,9 +120,9 @@ def setup_task_adapters(base_model, parent_adapter_dir: Path | None, tasks: Sequ
             raise TrainingError(f"task {task!r} maps to adapter name {name!r}, already used by another task")
         try:
             if model is None:
-                model = get_peft_model(base_model, _peft_lora(lora), adapter_name=name)
+                model = get_peft_model(base_model, lora_config(lora, base_model), adapter_name=name)
             else:
-                model.add_adapter(name, _peft_lora(lora))
+                model.add_adapter(name, lora_config(lora, model))
         except ValueError as exc:
             raise TrainingError(
                 f"cannot attach LoRA (training.lora.target_modules={lora.target_modules!r}): {exc}"

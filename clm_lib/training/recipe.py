@@ -31,11 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import transformers
-from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 
 from clm_lib.config import ClmConfig
 from clm_lib.errors import TrainingError
+from clm_lib.modeling.architectures import check_context, lora_config, lora_targets
 from clm_lib.modeling.build import ensure_base_model
 from clm_lib.modeling.load import load_model, resolve_device
 from clm_lib.modeling.prompt import PROMPT_ATTR, prompt_format, save_prompt_config
@@ -80,6 +80,7 @@ def train_update(
     device = resolve_device(cfg.training.device)
     base_dir = ensure_base_model(cfg)
     model, tokenizer, adapters = _setup_model(cfg, base_dir, parent_adapter_dir, device, new_data)
+    check_context(cfg.model.max_length, model.config, str(base_dir))
     # This update learns the configured prompt format (a parent's may differ); the adapter is saved with it.
     setattr(model, PROMPT_ATTR, cfg.model.prompt)
     fmt = prompt_format(model, tokenizer)
@@ -180,15 +181,8 @@ def _setup_model(
         return (*load_model(base_dir, parent_adapter_dir, device, is_trainable=True), None)
     model, tokenizer = load_model(base_dir, None, device)
     lora = cfg.training.lora
-    peft_config = PeftLoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
     try:
-        model = get_peft_model(model, peft_config)
+        model = get_peft_model(model, lora_config(lora, model))
     except ValueError as exc:
         raise TrainingError(
             f"cannot attach LoRA (training.lora.target_modules={lora.target_modules!r}): {exc}"
@@ -263,7 +257,7 @@ def _write_summary(
         "parent_adapter_dir": str(parent) if parent else None,
         "config_hash": cfg.config_hash(),
         "training": cfg.training.model_dump(mode="json"),
-        "lora": next(iter(ctx.model.peft_config.values())).to_dict() if hasattr(ctx.model, "peft_config") else None,
+        "lora": _lora_record(ctx.model),
         "resumed_from_step": ctx.resumed_from,
         "deepspeed": ctx.deepspeed,
         "world_size": ctx.world_size,
@@ -275,3 +269,12 @@ def _write_summary(
         "strategy_order": [s.name for s in strategies],
     }
     path.write_text(json.dumps(summary, indent=2, default=str))
+
+
+def _lora_record(model) -> dict[str, Any] | None:
+    if not hasattr(model, "peft_config"):
+        return None
+    record = next(iter(model.peft_config.values())).to_dict()
+    # PEFT resolves ``all-linear`` to a set of module names, which JSON would only write as its repr.
+    record["target_modules"] = lora_targets(model)
+    return record
