@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -m "" tests -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "" tests -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder --durations=30
 
 demo: $(STAMP)
 	$(BIN)/clm demo

@@ -3,7 +3,7 @@
 A batch's dedupe reads the curated table (and its content-id index) before the batch's three Delta commits write
 it. Two batches holding the same new record that interleave would both find it new, and appends never conflict in
 Delta, so it would be curated twice. The lock is clm's database lease (:mod:`clm_lib.deploy.lock`), renewed while
-held, so a holder that died frees it within :data:`LEASE_S`.
+held, so a holder that died frees it within :data:`LEASE_S` (at once for the next taker on its machine).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ client's: a worker whose clock runs an hour fast cannot see a live lease as expi
 lease that is already over.
 
 While held, a heartbeat thread renews the lease every ``lease / 5`` seconds (at most every 60 s), so a holder
-that waits long under the lock (a Kubernetes rollout) keeps it, and one that died frees it within one lease.
+that waits long under the lock (a Kubernetes rollout) keeps it, and one that died frees it within one lease. A holder
+name carries its process (pid, start mark, pid namespace, host): a holder on this machine whose process has exited
+(kill -9, OOM) is taken over at once instead of after its lease, since no heartbeat can come from it again.
 Before each serving change (slot weights, loading or stopping a slot, an alias write) the holder calls
 :meth:`Lease.fence`: a conditional UPDATE that matches only while the row still carries its holder name and token,
 and renews the lease. A holder that was paused past its lease while another took the lock (a larger token) gets
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -39,6 +42,7 @@ from sqlalchemy.sql.expression import FunctionElement
 from clm_lib.db import get_engine
 from clm_lib.db.models import DeployLock
 from clm_lib.errors import DeployBusyError, DeployError
+from clm_lib.services.process_identity import is_same, start_mark
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,35 @@ def _db_now_sqlite(element, compiler, **kw):
     return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', ({compiler.process(seconds, **kw)}) || ' seconds')"
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return "pid:?"
+
+
+_PROCESS = re.compile(r" \(pid (\d+) ((?:ticks|created):[\d.]+) (pid:\[\d+\]) on (\S+), [0-9a-f]{8}\)$")
+
+
 def holder_id(label: str) -> str:
-    """A holder name people can read in a "busy" message, unique to this hold."""
-    return f"{label} (pid {os.getpid()} on {socket.gethostname()}, {uuid.uuid4().hex[:8]})"[:250]
+    """A holder name people can read in a "busy" message, unique to this hold, naming its process well enough to
+    tell later whether that process still runs (:func:`abandoned`)."""
+    pid = os.getpid()
+    who = f" (pid {pid} {start_mark(pid) or '-'} {_pid_namespace()} on {socket.gethostname()}, {uuid.uuid4().hex[:8]})"
+    return label[: max(0, 250 - len(who))] + who
+
+
+def abandoned(holder: str) -> bool:
+    """True when ``holder`` was a process on this machine that has exited. Only the same host *and* the same pid
+    namespace can tell: containers sharing the host's network share its hostname but not its pids. A holder
+    elsewhere, or one this cannot read, is waited out as before."""
+    m = _PROCESS.search(holder)
+    if m is None:
+        return False
+    pid, mark, namespace, host = m.groups()
+    if host != socket.gethostname() or namespace != _pid_namespace():
+        return False
+    return not is_same(int(pid), mark)
 
 
 def heartbeat_interval(lease_seconds: float) -> float:
@@ -85,14 +115,11 @@ def heartbeat_interval(lease_seconds: float) -> float:
     return min(lease_seconds / 5, 60.0)
 
 
-def acquire(url: str, holder: str, lease_seconds: float, name: str = DEPLOY) -> int | None:
-    """Take the lock if it is free or its lease ran out (the database's clock); the new fencing token, or None
-    if someone else holds it."""
-    engine = get_engine(url)
+def _take(engine, holder: str, lease_seconds: float, name: str, free) -> int | None:
     with engine.begin() as conn:
         taken = conn.execute(
             update(DeployLock)
-            .where(DeployLock.name == name, or_(DeployLock.holder.is_(None), DeployLock.expires_at <= db_now()))
+            .where(DeployLock.name == name, free)
             .values(
                 holder=holder,
                 token=DeployLock.token + 1,
@@ -103,12 +130,33 @@ def acquire(url: str, holder: str, lease_seconds: float, name: str = DEPLOY) -> 
         ).rowcount
         if taken == 1:  # same transaction: the token this UPDATE wrote
             return conn.execute(select(DeployLock.token).where(DeployLock.name == name)).scalar_one()
-    try:  # migration 0003 creates the "deploy" row; any other name gets its row on first use
-        with engine.begin() as conn:
-            if conn.execute(select(DeployLock.name).where(DeployLock.name == name)).first() is None:
-                conn.execute(insert(DeployLock).values(name=name, token=0))
-    except IntegrityError:  # another process created it first: fine, the next try competes for it
-        pass
+    return None
+
+
+def acquire(url: str, holder: str, lease_seconds: float, name: str = DEPLOY) -> int | None:
+    """Take the lock if it is free, its lease ran out (the database's clock) or its holder's process on this
+    machine has exited; the new fencing token, or None if someone else holds it."""
+    engine = get_engine(url)
+    token = _take(
+        engine, holder, lease_seconds, name, or_(DeployLock.holder.is_(None), DeployLock.expires_at <= db_now())
+    )
+    if token is not None:
+        return token
+    with engine.connect() as conn:
+        other = conn.execute(select(DeployLock.holder).where(DeployLock.name == name)).scalar()
+    if other is not None and abandoned(other):
+        # Conditional on that exact holder: of two waiters that both saw it dead, one takes it, the other waits.
+        token = _take(engine, holder, lease_seconds, name, DeployLock.holder == other)
+        if token is not None:
+            log.warning("took the %s lock from %s, whose process has exited", name, other)
+            return token
+    if other is None:
+        try:  # migration 0003 creates the "deploy" row; any other name gets its row on first use
+            with engine.begin() as conn:
+                if conn.execute(select(DeployLock.name).where(DeployLock.name == name)).first() is None:
+                    conn.execute(insert(DeployLock).values(name=name, token=0))
+        except IntegrityError:  # another process created it first: fine, the next try competes for it
+            pass
     return None
 
 

@@ -69,7 +69,7 @@ def test_messages_on_the_topic_wake_clm_ingest_stream_which_ingests_them_once(ai
     run = client.wait_for_new_run("clm_ingest_stream", known, timeout=300, run_type="asset_triggered")
     assert run is not None, "no asset-triggered clm_ingest_stream run within 300 s of the messages"
     _kill_consume_when_it_runs(client, run["dag_run_id"])
-    # The retry may wait out the killed try's ingest-lock lease (clm_lib/data/ingest_lock.py, 120 s).
+    # The retry takes the killed try's ingest lock at once: its process is gone (clm_lib/deploy/lock.py).
     done = client.wait_for_run("clm_ingest_stream", run["dag_run_id"], timeout=420)
     (consume,) = [t for t in client.task_instances("clm_ingest_stream", run["dag_run_id"]) if t["task_id"] == "consume"]
     assert done["state"] == "success" and consume["try_number"] >= 2, (done, consume)

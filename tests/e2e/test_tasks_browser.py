@@ -1,6 +1,7 @@
-"""The Multi-task screen in a real browser against the real stack: as an operator, the removal impact of a task and
-its confirmation (a ``clm_continual_training`` run with ``remove_task`` in the operator's name, audited); as a
-viewer, no controls and a forged POST refused with nothing changed. Chromium is Debian's (/usr/bin/chromium).
+"""The Multi-task screen in a real browser against the real stack: as an operator, adding a task after its impact
+preview (a configuration revision, audited ``config.changed``), and the removal impact of a task and its confirmation
+(a ``clm_continual_training`` run with ``remove_task`` in the operator's name, audited); as a viewer, no controls and
+a forged POST refused with nothing changed. Chromium is Debian's (/usr/bin/chromium).
 
 The stack's config trains one shared adapter, so the module makes a champion with per-task adapters without training:
 a registered version whose training run points at a per-task adapter folder (two fake adapters and a real router),
@@ -131,6 +132,31 @@ def test_viewer_sees_no_controls_forging_changes_nothing(airflow_stack, stack_us
         assert page.request.post(base + path, data=body, headers=origin).status == 403, path
 
     assert _state(base, admin, viewer.username) == before
+
+
+def test_operator_adds_a_task_after_seeing_the_impact(airflow_stack, stack_users, per_task_champion,
+                                                      browser, artifacts):  # fmt: skip
+    base, (admin, _version) = airflow_stack.base_url, per_task_champion
+    op, name = stack_users["operator"], f"solar_{RUN}"
+    assert name not in call(base, "GET", "/clm/api/v1/tasks", admin)[1]["configured"]
+    page = login(browser, base, op, TASKS)
+    page.fill("#new-task", name)
+    page.locator("#add-task form button[type=submit]").click()
+    page.locator("#add-impact").wait_for()
+    assert name in page.locator("h1").inner_text()
+    reason = f"e2e {RUN}: solar inverters join the product line"
+    page.fill("#add-reason", reason)
+    page.screenshot(path=str(artifacts / "tasks-add-impact.png"), full_page=True)
+    page.locator("#add-form button[type=submit]").click()
+    page.locator("#add-result, #task-problem").first.wait_for()
+    assert page.locator("#add-result").count() == 1, page.locator("#task-problem").inner_text()
+    assert name in page.locator("#add-result").inner_text()
+    page.screenshot(path=str(artifacts / "tasks-added.png"), full_page=True)
+
+    assert name in call(base, "GET", "/clm/api/v1/tasks", admin)[1]["configured"]
+    audit = call(base, "GET", f"/clm/api/v1/audit?action=config.changed&actor={op.username}&limit=5", admin)
+    latest = audit[1]["items"][0]
+    assert (latest["actor"], latest["reason"]) == (f"airflow:{op.username}", reason)
 
 
 def test_operator_removes_a_task_after_seeing_the_impact(airflow_stack, stack_users, per_task_champion,

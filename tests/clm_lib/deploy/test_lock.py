@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from clm_lib.db import get_engine
 from clm_lib.db.models import DeployLock, utcnow
-from clm_lib.deploy.lock import current_holder, deploy_lock, release, try_acquire
+from clm_lib.deploy.lock import acquire, current_holder, deploy_lock, holder_id, release, try_acquire
 from clm_lib.errors import DeployBusyError
 
 
@@ -40,6 +40,46 @@ def test_a_dead_holders_lease_runs_out(db_url):
     assert try_acquire(db_url, "next", 60)
     release(db_url, "crashed")  # its late release must not free the new holder's lock
     assert current_holder(db_url) == "next"
+
+
+def _held_by_a_child(db_url: str, *, then: str) -> tuple[subprocess.Popen, str]:
+    """A child process that takes the lock (a 600 s lease) and then exits without releasing it or sleeps."""
+    code = (
+        "import os, sys, time\n"
+        "from clm_lib.deploy.lock import acquire, holder_id\n"
+        "h = holder_id('ingest of a batch')\n"
+        # The first call on a new lock name creates its row: the second takes it.
+        f"assert acquire({db_url!r}, h, 600, name='ingest') or acquire({db_url!r}, h, 600, name='ingest')\n"
+        "print(h, flush=True)\n"
+        + ("os._exit(0)\n" if then == "die" else "time.sleep(60)\n")
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return child, child.stdout.readline().strip()
+
+
+def test_a_holder_whose_process_exited_is_taken_over_at_once(db_url):
+    child, holder = _held_by_a_child(db_url, then="die")
+    child.wait(timeout=30)
+    assert current_holder(db_url, name="ingest") == holder, "its lease (600 s) has not run out"
+
+    mine = holder_id("the retry")
+    assert acquire(db_url, mine, 60, name="ingest")
+    assert current_holder(db_url, name="ingest") == mine
+
+
+def test_a_live_holder_or_one_on_another_machine_is_waited_out(db_url):
+    child, holder = _held_by_a_child(db_url, then="sleep")
+    try:
+        assert not acquire(db_url, holder_id("the retry"), 60, name="ingest")
+        assert current_holder(db_url, name="ingest") == holder
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    elsewhere = holder.replace(" on ", " on another-host-", 1)  # the same pid, exited, but not on this machine
+    with get_engine(db_url).begin() as conn:
+        conn.execute(update(DeployLock).where(DeployLock.name == "ingest").values(holder=elsewhere))
+    assert not acquire(db_url, holder_id("the retry"), 60, name="ingest")
+    assert current_holder(db_url, name="ingest") == elsewhere
 
 
 def test_a_busy_lock_answers_with_who_holds_it(db_url):
