@@ -3,8 +3,10 @@
 No test here talks to a Kubernetes API server, and none ran against a real cluster: the pod is the one
 ``KubernetesPodOperator.build_pod_request_obj`` would submit (a dry run: no kube config needed), the manifests in
 ``include/k8s`` are checked by deserializing them into the Kubernetes client's API models, and the pod's side,
-``clm train --spec``, runs for real as a local subprocess on the tiny model, with a local folder as the exchange
-location (where production would use ``s3://``), killed mid-run and resumed from the spec's checkpoints.
+``clm train --spec``, runs for real as local subprocesses on the tiny model under the DeepSpeed launcher (the pod's
+command, on CPU), with the exchange location on moto's S3 server on loopback (a separate process, see
+``s3_endpoint``): killed mid-run, resumed from the checkpoint in the bucket, and ending with the weights of a run
+that was never interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -230,12 +232,16 @@ def test_the_serving_slot_manifests_are_a_valid_secured_deployment_and_service()
 # --- clm train --spec, for real ---------------------------------------------------------------------------------------
 
 
+EXCHANGE_BUCKET = "exchange"
+
+
 @pytest.fixture
-def worker(tmp_path, tiny_base, sqlite_url, mlflow_uri, monkeypatch):
-    """The Airflow worker's environment (tiny.yaml, clm's DB and MLflow) with 48 curated training rows, and a local
-    folder as the exchange location with the pod."""
+def worker(tmp_path, tiny_base, sqlite_url, mlflow_uri, monkeypatch, s3_endpoint):
+    """The Airflow worker's environment (tiny.yaml, clm's DB and MLflow) with 48 curated training rows, DeepSpeed
+    ZeRO-2 under the launcher, and an S3 bucket as the exchange location with the pod. Yields ``(cfg, s3 client)``."""
     from clm_lib.data import lake
     from clm_lib.demo.stream import generate_task
+    from tests.s3 import use_s3
 
     for key, value in {
         "CLM_CONFIG": str(TINY),
@@ -246,16 +252,19 @@ def worker(tmp_path, tiny_base, sqlite_url, mlflow_uri, monkeypatch):
         "CLM__TRAINING__MAX_STEPS": "8",
         "CLM__TRAINING__CHECKPOINT_EVERY": "4",
         "CLM__TRAINING__PLACEMENT": "kubernetes",
-        "CLM__TRAINING__KUBERNETES__WORK_URI": str(tmp_path / "exchange"),
+        "CLM__TRAINING__KUBERNETES__WORK_URI": f"s3://{EXCHANGE_BUCKET}/work",
+        "CLM__TRAINING__KUBERNETES__DEEPSPEED__ENABLED": "true",
+        "CLM__TRAINING__DEEPSPEED": "include/deepspeed/zero2.json",
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("CLM_FAULT_AT", raising=False)
-    cfg = load_config()
-    now = datetime.now(UTC)
-    rows = [{"id": f"routers-{i}", **r, "split": "train", "source": "t", "batch_id": "b", "line": i,
-             "ingested_at": now, "metadata": "{}"} for i, r in enumerate(generate_task("routers", 48, 0))]  # fmt: skip
-    lake.append(cfg, "curated", pa.Table.from_pylist(rows))
-    return cfg
+    with use_s3(monkeypatch, s3_endpoint, EXCHANGE_BUCKET) as s3:
+        cfg = load_config()
+        now, tickets = datetime.now(UTC), generate_task("routers", 48, 0)
+        rows = [{"id": f"routers-{i}", **r, "split": "train", "source": "t", "batch_id": "b", "line": i,
+                 "ingested_at": now, "metadata": "{}"} for i, r in enumerate(tickets)]  # fmt: skip
+        lake.append(cfg, "curated", pa.Table.from_pylist(rows))
+        yield cfg, s3
 
 
 def _context() -> dict:
@@ -267,18 +276,43 @@ def _context() -> dict:
     }
 
 
-def _pod_process(spec_uri: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess:
-    """``clm train --spec`` as the pod runs it: no clm config, no database, no lake; a home of its own."""
+def _pod_process(training, spec_uri: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    """The pod's command (``deepspeed ... clm train --spec``) as the pod runs it: no clm config, no database, no
+    lake; a home of its own; the object store's endpoint and keys from the environment (Secrets in the pod)."""
+    from clm_lib.airflow.operators.training_pod import trainer_command
+
     home.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ["PATH"], "CLM_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {"PATH": os.environ["PATH"], "CLM_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "DS_ACCELERATOR": "cpu", "CLM_LAKE_STORAGE_OPTIONS": os.environ["CLM_LAKE_STORAGE_OPTIONS"]}  # fmt: skip
     if fault:
         env["CLM_FAULT_AT"] = fault
-    return subprocess.run([sys.executable, "-m", "clm_lib.cli", "train", "--spec", spec_uri], env=env,
-                          cwd=home.parent, capture_output=True, text=True, timeout=300)  # fmt: skip
+    command, args = trainer_command(training, spec_uri)
+    assert command == ["deepspeed"]
+    with socket.socket() as probe:  # the launcher's rendezvous port: a free one, as other tests may run beside
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = str(Path(sys.executable).parent / "deepspeed")  # the virtualenv's, whether or not it is on PATH
+    return subprocess.run([launcher, "--master_port", str(port), *args], env=env, cwd=home.parent,
+                          capture_output=True, text=True, timeout=420)  # fmt: skip
+
+
+def _keys(s3, uri: str) -> set[str]:
+    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+    return {o["Key"][len(prefix) + 1 :] for page in pages for o in page.get("Contents", [])}
+
+
+def _adapter(s3, spec) -> dict:
+    from safetensors.torch import load
+
+    bucket, _, prefix = spec.output_uri.split("://", 1)[1].partition("/")
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}/adapter/adapter_model.safetensors")["Body"].read()
+    return load(body)
 
 
 @pytest.mark.slow
 def test_prepare_then_a_killed_pod_resumed_then_collect_records_the_run(worker, tmp_path):
+    import torch
     from safetensors.torch import load_file
     from sqlalchemy import select
 
@@ -287,39 +321,53 @@ def test_prepare_then_a_killed_pod_resumed_then_collect_records_the_run(worker, 
     from clm_lib.db import session_scope
     from clm_lib.db.models import TrainingRun
     from clm_lib.training.recipe import SUMMARY_FILE
-    from clm_lib.training.spec import read_spec
+    from clm_lib.training.spec import read_spec, write_spec
     from clm_lib.training.update import plan_update
 
+    cfg, s3 = worker
     spec_uri = PrepareTrainingOperator(task_id="prepare", force=True, remove_task="").execute(_context())
     spec = read_spec(spec_uri)
-    assert spec_uri.startswith(str(tmp_path / "exchange")) and spec.curated_version == 0 and spec.train
+    assert spec_uri.startswith(f"s3://{EXCHANGE_BUCKET}/work/") and spec.curated_version == 0 and spec.train
     assert set(spec.config) == {"data", "model", "training"}  # no database, registry or other secret-bearing section
-    with session_scope(worker.database_url) as s:
+    assert spec.config["training"]["deepspeed"], "the pod trains under DeepSpeed"
+    with session_scope(cfg.database_url) as s:
         [run] = s.scalars(select(TrainingRun)).all()
         assert (run.id, run.status) == (spec.run_id, "running")
 
+    # The same spec trained by a pod that is never interrupted, under another run's exchange folders: the weights
+    # the resumed run must end with.
+    straight = spec.model_copy(update={k: getattr(spec, k).replace(spec.run_id, "straight")
+                                       for k in ("output_uri", "checkpoint_uri")})  # fmt: skip
+    straight_uri = spec_uri.replace(spec.run_id, "straight")
+    write_spec(straight_uri, straight)
+    assert _pod_process(cfg.training, straight_uri, tmp_path / "straight" / "clm").returncode == 0
+
     # A pod killed after its step-4 checkpoint; its retry is a new pod, whose emptyDir at the same mount path starts
-    # empty, and resumes from the spec's checkpoint location.
+    # empty, and resumes from the checkpoint in the bucket.
     pod_home = tmp_path / "pod" / "clm"
-    killed = _pod_process(spec_uri, pod_home, fault="train.mid_step@6")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (Path(spec.checkpoint_uri) / "step-000004" / "trainer_state.pt").is_file()
+    killed = _pod_process(cfg.training, spec_uri, pod_home, fault="train.mid_step@6")
+    assert killed.returncode != 0 and "fault injected" in killed.stdout + killed.stderr, killed.stderr[-3000:]
+    assert "step-000004/trainer_state.pt" in _keys(s3, spec.checkpoint_uri)
+    assert not _keys(s3, spec.output_uri), "the killed pod wrote no result"
     shutil.rmtree(pod_home)
-    done = _pod_process(spec_uri, pod_home)
+    done = _pod_process(cfg.training, spec_uri, pod_home)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 8 steps" in done.stdout
-    summary = json.loads((Path(spec.output_uri) / SUMMARY_FILE).read_text())
+    summary_key = spec.output_uri.split("/", 3)[3] + f"/{SUMMARY_FILE}"
+    summary = json.loads(s3.get_object(Bucket=EXCHANGE_BUCKET, Key=summary_key)["Body"].read())
     assert summary["resumed_from_step"] == 4 and summary["run_id"] == spec.run_id
-    again = _pod_process(spec_uri, tmp_path / "pod-3")  # a retry after it finished trains nothing
+    expected, got = _adapter(s3, straight), _adapter(s3, spec)
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    again = _pod_process(cfg.training, spec_uri, tmp_path / "pod-3")  # a retry after it finished trains nothing
     assert again.returncode == 0 and "nothing to train" in again.stdout
 
     run_id = CollectTrainingOperator(task_id="collect", spec_uri=spec_uri).execute(_context())
     assert run_id == spec.run_id
-    with session_scope(worker.database_url) as s:
+    with session_scope(cfg.database_url) as s:
         run = s.get(TrainingRun, run_id)
         assert run.status == "succeeded" and run.metrics["steps"] == 8 and run.trigger["reason"] == "test"
         assert run.strategies["replay"]["buffer_version_written"] is not None
         output = Path(run.output_dir)
     assert load_file(str(output / "adapter" / "adapter_model.safetensors"))
-    assert lake.table_version(worker, "replay") is not None  # the strategies' state written back, as locally
-    assert not plan_update(worker, force=True).should_train  # its rows count as trained on
+    assert lake.table_version(cfg, "replay") is not None  # the strategies' state written back, as locally
+    assert not plan_update(cfg, force=True).should_train  # its rows count as trained on
