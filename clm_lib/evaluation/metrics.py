@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from clm_lib.evaluation.task_metrics import score_all
 from clm_lib.modeling.examples import IGNORE_INDEX, check_table, collate, encode_table
-from clm_lib.modeling.generate import complete
+from clm_lib.modeling.generate import complete, context_length
 from clm_lib.modeling.prompt import PromptFormat, prompt_format, special_ids
 from clm_lib.modeling.task_adapters import routing_of
 
@@ -62,7 +62,7 @@ def eval_subset(eval_data: pa.Table, max_examples_per_task: int) -> pa.Table:
 
 
 def _max_length(model, max_length: int | None) -> int:
-    return max_length or getattr(model.config, "max_position_embeddings", None) or 2048
+    return max_length or context_length(model)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ The one place that calls ``model.generate``: evaluation, serving, the MLflow pyf
 asks a serving slot) all answer through it, so at temperature 0 a slot answers exactly what evaluation scored.
 
 Prompts are rendered in the model's prompt format (:mod:`clm_lib.modeling.prompt`), left-padded so every row's
-answer starts at the same position, and cut from the left to leave room for ``max_new_tokens``. A model with
-per-task adapters (:mod:`clm_lib.modeling.task_adapters`) answers each prompt with its task's adapter, all in one
-mixed batch: by the task given for it, else by its learned router.
+answer starts at the same position; a request too long loses its start (never the format around it) to leave room
+for ``max_new_tokens``. A model with per-task adapters (:mod:`clm_lib.modeling.task_adapters`) answers each prompt
+with its task's adapter, all in one mixed batch: by the task given for it, else by its learned router.
 
 Light to import (torch is imported by the call): the serving API takes :class:`Completion` from here.
 
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clm_lib.modeling import architectures
 from clm_lib.modeling.prompt import PromptFormat, prompt_format, special_ids
 
 DEFAULT_CONTEXT = 2048
@@ -37,7 +38,7 @@ class Completion:
 
 def context_length(model: Any) -> int:
     """Tokens the model can attend to: prompt and answer together."""
-    return int(getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT)
+    return architectures.context_length(model.config) or DEFAULT_CONTEXT
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
