@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from clm_lib.db.models import DriftReport, Evaluation, GateDecision
 from clm_lib.evaluation.gate import decide
+from clm_lib.evaluation.stored_metrics import gate_inputs
 
 if TYPE_CHECKING:
     from clm_lib.config import ClmConfig
@@ -70,12 +71,6 @@ def _versions(vs: list[str]) -> str:
     return f"{label} {', '.join(vs[:-1]) + ' and ' + vs[-1] if len(vs) > 1 else vs[0]}"
 
 
-def _scores(ev: Evaluation | None) -> dict[str, float] | None:
-    if ev is None:
-        return None
-    return {str(t): float(v) for t, v in (ev.scores or {}).items() if isinstance(v, int | float)}
-
-
 def gate_impact(session: Session, live: ClmConfig, proposed: ClmConfig) -> GateImpact | None:
     """None when the gate settings do not change."""
     if live.gate == proposed.gate:
@@ -90,12 +85,13 @@ def gate_impact(session: Session, live: ClmConfig, proposed: ClmConfig) -> GateI
         if d.model_version in seen:
             continue
         seen.add(d.model_version)
-        candidate = _scores(newest.get(d.model_version))
-        if not candidate:
+        candidate_ev = newest.get(d.model_version)
+        if candidate_ev is None or not candidate_ev.scores:
             continue
-        champion = _scores(newest.get(d.champion_version)) if d.champion_version else None
-        before = decide(candidate, champion, live.gate).passed
-        after = decide(candidate, champion, proposed.gate).passed
+        champion_ev = newest.get(d.champion_version) if d.champion_version else None
+        candidate, champion, metrics, _ = gate_inputs(candidate_ev, champion_ev)
+        before = decide(candidate, champion, live.gate, metrics).passed
+        after = decide(candidate, champion, proposed.gate, metrics).passed
         if before and not after:
             refuse.append(d.model_version)
         elif after and not before:

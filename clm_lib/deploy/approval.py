@@ -26,6 +26,7 @@ from clm_lib.config import ClmConfig
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry, Deployment, DeploymentEvent, DriftReport, Evaluation, TrainingRun
 from clm_lib.deploy import history
+from clm_lib.evaluation.stored_metrics import gate_inputs
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,12 @@ class ApprovalRequest:
     link: str = ""
 
 
-def _scores(session: Session, version: str | None) -> dict[str, float]:
+def _evaluation(session: Session, version: str | None) -> Evaluation | None:
     if version is None:
-        return {}
-    ev = session.scalars(
+        return None
+    return session.scalars(
         select(Evaluation).where(Evaluation.model_version == version).order_by(Evaluation.id.desc())
     ).first()
-    return dict(ev.scores) if ev else {}
 
 
 def task_scores(cfg: ClmConfig, candidate: dict[str, float], champion: dict[str, float]) -> list[TaskScore]:
@@ -158,7 +158,10 @@ def build_request(cfg: ClmConfig, session: Session, deployment_id: int) -> Appro
     """The request for the promotion ``deployment_id`` (gated, not yet deployed)."""
     dep = history.load(session, deployment_id)
     version, champion = dep.version, dep.from_version
-    scores = task_scores(cfg, _scores(session, version), _scores(session, champion))
+    candidate_ev, candidate, before = _evaluation(session, version), {}, None
+    if candidate_ev is not None:  # on the metrics the gate compared
+        candidate, before, _, _ = gate_inputs(candidate_ev, _evaluation(session, champion))
+    scores = task_scores(cfg, candidate, before or {})
     run = _training_run(session, version)
     drift = drift_reasons(session, run)
     data = {}

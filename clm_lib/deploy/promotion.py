@@ -18,7 +18,7 @@ from clm_lib.db import session_scope
 from clm_lib.db.models import Evaluation, GateDecision
 from clm_lib.errors import RegistryError
 from clm_lib.evaluation.gate import GateResult, decide
-from clm_lib.evaluation.stored_metrics import comparable, primary_metrics
+from clm_lib.evaluation.stored_metrics import gate_inputs
 from clm_lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS
 from clm_lib.registry.mlflow_registry import alias_version, client, move_alias
 
@@ -64,13 +64,8 @@ def gate(cfg: ClmConfig, session, version: str, champion: str | None) -> GateRes
     candidate_ev = _evaluation(session, version)
     if candidate_ev is None:
         raise RegistryError(f"version {version} has no evaluation in clm's database; it cannot be gated")
-    champion_ev = _evaluation(session, champion)
-    champion_scores, notes = None, []
-    candidate_scores, metrics = dict(candidate_ev.scores), primary_metrics(candidate_ev.scores, candidate_ev.metrics)
-    if champion_ev is not None:  # both sides on one metric per task, even if the config changed it in between
-        candidate_scores, champion_scores, metrics, notes = comparable(
-            (candidate_ev.scores, candidate_ev.metrics), (champion_ev.scores, champion_ev.metrics)
-        )
+    # Both sides on one metric per task, even if the config changed it in between.
+    candidate_scores, champion_scores, metrics, notes = gate_inputs(candidate_ev, _evaluation(session, champion))
     removed = _removed_task(session, version, champion)
     if removed and champion_scores:  # a task an operator removed on purpose is not a regression of the candidate
         champion_scores = {t: s for t, s in champion_scores.items() if t != removed}

@@ -90,3 +90,15 @@ def comparable(
         champ[task] = float(stored) if before is None else before
         used[task] = metric
     return cand, champ, used, notes
+
+
+def gate_inputs(
+    candidate: Any, champion: Any | None
+) -> tuple[dict[str, float], dict[str, float] | None, dict[str, str], list[str]]:
+    """What the gate compares for two stored evaluations (rows with ``scores`` and ``metrics``; ``champion`` None for
+    a first version): the candidate's and the champion's scores on one metric per task, that metric, and notes. The
+    gate, its what-if on the Configuration screen and the approval request all read them here, so none of them
+    compares two metrics when a task's metric changed between the versions."""
+    if champion is None:
+        return dict(candidate.scores), None, primary_metrics(candidate.scores, candidate.metrics), []
+    return comparable((candidate.scores, candidate.metrics), (champion.scores, champion.metrics))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from clm_lib.evaluation.stored_metrics import exact_match_scores, on_metric, primary_of, record, value_of
+from types import SimpleNamespace
+
+from clm_lib.evaluation.gate import decide
+from clm_lib.evaluation.stored_metrics import (
+    exact_match_scores,
+    gate_inputs,
+    on_metric,
+    primary_of,
+    record,
+    value_of,
+)
 
 
 def test_record_keeps_every_metric_rounded_and_the_primary():
@@ -32,3 +42,24 @@ def test_exact_match_is_found_whichever_metric_the_scores_are():
     stored = record({"billing": {"exact_match": 85.0, "macro_f1": 44.4}}, {"billing": "macro_f1"})
     assert exact_match_scores(scores, stored) == {"billing": 85.0, "routers": 90.0}
     assert exact_match_scores(scores, None) == scores
+
+
+def test_the_gate_compares_one_metric_when_a_tasks_metric_changed_between_versions(cfg):
+    # The champion was scored when billing's metric was exact match (85); the candidate after it became macro F1
+    # (44.4 macro F1, 84 exact match). Raw scores would read a 40-point drop.
+    champion = SimpleNamespace(scores={"billing": 85.0}, metrics=None)
+    candidate = SimpleNamespace(
+        scores={"billing": 44.4},
+        metrics=record({"billing": {"exact_match": 84.0, "macro_f1": 44.4}}, {"billing": "macro_f1"}),
+    )
+    cand, champ, metrics, notes = gate_inputs(candidate, champion)
+    assert (cand, champ, metrics) == ({"billing": 84.0}, {"billing": 85.0}, {"billing": "exact_match"})
+    assert notes == ["billing: compared on exact_match, the champion has no macro_f1 score"]
+    assert decide(cand, champ, cfg.gate, metrics).passed
+    assert not decide(candidate.scores, champion.scores, cfg.gate).passed, "what comparing raw scores would say"
+
+
+def test_a_first_version_has_nothing_to_compare_with():
+    candidate = SimpleNamespace(scores={"billing": 44.4}, metrics=record({"billing": {"macro_f1": 44.4}},
+                                                                         {"billing": "macro_f1"}))  # fmt: skip
+    assert gate_inputs(candidate, None) == ({"billing": 44.4}, None, {"billing": "macro_f1"}, [])
