@@ -208,7 +208,7 @@ DEFAULT_PROMPT_TEMPLATE = "Support request:\n{prompt}\nTriage:"
 
 class PromptConfig(_Section):
     """How a request becomes model input (``clm_lib/modeling/prompt.py``). A trained adapter keeps the format it was
-    trained with, so changing this affects the next training, not the versions already registered."""
+    trained with: versions already registered answer in theirs, and an update continuing one refuses another."""
 
     kind: Literal["template", "chat"] = "template"
     """``template``: ``template`` with the request in place of ``{prompt}``. ``chat``: the tokenizer's own chat
@@ -261,7 +261,7 @@ class ModelConfig(_Section):
     vocab_size: int = Field(default=1024, ge=256)
     """Vocabulary size of the locally trained byte-level BPE tokenizer of the demo model."""
     max_length: int = Field(default=96, ge=16)
-    """Prompt + response tokens; longer examples are truncated from the left of the prompt."""
+    """Prompt + response tokens; a longer example loses the start of its request (the prompt format stays)."""
     seed: int = 0
     """Seed for building the demo model, so every machine builds the same one."""
     pretrain_steps: int = Field(default=150, ge=0)

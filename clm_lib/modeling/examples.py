@@ -55,8 +55,9 @@ def encode_pairs(
     """(input_ids, labels) per pair in format ``fmt`` (default: the demo template): prompt tokens masked, response
     tokens + EOS labelled.
 
-    Too long an example loses prompt tokens from the left first; only a response longer than
-    ``max_length - MIN_PROMPT_TOKENS`` is itself cut (its end, EOS included, is then never learned).
+    Too long an example loses the start of its request first, the format around it kept
+    (:meth:`PromptFormat.encode_prompts`); only a response longer than ``max_length - MIN_PROMPT_TOKENS`` is itself
+    cut (its end, EOS included, is then never learned).
     """
     fmt = fmt or PromptFormat(tokenizer)
     _, eos, _ = special_ids(tokenizer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ PROMPT_FILE = "clm_prompt.json"
 """The format an adapter was trained with, saved in its folder. An adapter without one used the demo template."""
 PROMPT_ATTR = "clm_prompt"
 """Attribute of a loaded model holding its :class:`PromptConfig`."""
+_REQUEST = "\ue000clm-request\ue000"
+"""Stands for the request when a format is rendered to find what surrounds it (private-use characters)."""
 
 
 def special_ids(tokenizer) -> tuple[int | None, int, int]:
@@ -80,22 +83,78 @@ class PromptFormat:
         return parse_response(generated)
 
     def encode_prompts(self, prompts: Sequence[str], max_prompt_tokens: int) -> list[list[int]]:
-        """Token ids of rendered prompts, BOS first, cut from the left to ``max_prompt_tokens``.
+        """Token ids of rendered prompts, BOS first, at most ``max_prompt_tokens`` of them.
 
-        Cutting from the left keeps the end of the prompt, where the answer starts, and the latest words.
+        A prompt too long loses the start of the request: the format around it (a chat template's system prompt
+        and role markers, a template's text) stays, so a long request is still a well-formed turn, and the end of
+        the request, where the answer starts, and its latest words are kept. Where even the format does not fit,
+        the rendering is cut from the left.
         """
         bos, _, _ = special_ids(self.tokenizer)
         texts = [self.render(p) for p in prompts]
         encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         head = [bos] if bos is not None else []
         keep = max(1, max_prompt_tokens - len(head))
+        out = []
+        for prompt, ids in zip(prompts, encoded, strict=True):
+            ids = self._without_bos(ids, head)
+            if len(ids) > keep and (frame := self._frame) is not None and len(frame[0]) + len(frame[1]) < keep:
+                prefix, suffix = frame
+                request = self.tokenizer(prompt.strip(), add_special_tokens=False)["input_ids"]
+                ids = prefix + request[-(keep - len(prefix) - len(suffix)) :] + suffix
+            out.append(head + ids[-keep:])
+        return out
+
+    @staticmethod
+    def _without_bos(ids: list[int], head: list[int]) -> list[int]:
         # Chat templates often write the BOS token themselves; it is put back as the head, never twice.
-        return [head + (ids[1:] if head and ids[:1] == head else ids)[-keep:] for ids in encoded]
+        return ids[1:] if head and ids[:1] == head else ids
+
+    @cached_property
+    def _frame(self) -> tuple[list[int], list[int]] | None:
+        """Token ids of the rendering before and after the request (BOS left out); ``None`` when the request
+        cannot be found in it (a chat template that rewrites the message)."""
+        parts = self.render(_REQUEST).split(_REQUEST)
+        if len(parts) != 2:
+            return None
+        prefix, suffix = (self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in parts)
+        bos, _, _ = special_ids(self.tokenizer)
+        return self._without_bos(prefix, [bos] if bos is not None else []), suffix
 
     def encode_responses(self, responses: Sequence[str]) -> list[list[int]]:
         """Token ids of rendered responses, without EOS."""
         texts = [self.render_response(r) for r in responses]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def describe(config: PromptConfig) -> dict[str, Any]:
+    """What decides how ``config`` renders a request: its kind and the one field that kind uses (the template, or
+    the system prompt). Two formats are the same when these are; lineage records this (an MLflow tag)."""
+    if config.kind == "chat":
+        return {"kind": "chat", "system": config.system}
+    return {"kind": "template", "template": config.template}
+
+
+def check_continuation(parent: PromptConfig, config: PromptConfig, parent_dir: str | Path) -> None:
+    """Refuse to continue an adapter trained in ``parent``'s format with another (``config``, ``model.prompt``).
+
+    The adapter learned to answer in its format; continuing it in another would leave a version answering one
+    format in serving and the golden set while its earlier rows of the forgetting matrix were scored in another.
+    """
+    if describe(parent) == describe(config):
+        return
+    raise TrainingError(
+        f"model.prompt is {_words(config)}, but the adapter this update continues ({parent_dir}) was trained with "
+        f"{_words(parent)}; a model keeps the prompt format it was trained with. Set model.prompt back to "
+        f"{_words(parent)}, or start a new model from the base (another registry.model_name) in the new format"
+    )
+
+
+def _words(config: PromptConfig) -> str:
+    if config.kind == "chat":
+        system = "no system prompt" if config.system is None else f"system prompt {config.system!r}"
+        return f"kind: chat ({system})"
+    return f"kind: template ({config.template!r})"
 
 
 def prompt_format(model: Any, tokenizer) -> PromptFormat:

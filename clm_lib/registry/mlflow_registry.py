@@ -112,7 +112,19 @@ def lineage_tags(run: TrainingRun) -> dict[str, str]:
         "clm.airflow.run_id": run.airflow_run_id or "",
         "clm.tasks": json.dumps(run.tasks),
         "clm.trigger": json.dumps(run.trigger),
+        **_prompt_tag(run),
     }
+
+
+def _prompt_tag(run: TrainingRun) -> dict[str, str]:
+    """``clm.prompt``: the prompt format the version answers in (``clm_lib/modeling/prompt.py``), read from the
+    adapter it was saved with (what serving and the golden set will use); none when the adapter is not here."""
+    from clm_lib.modeling.prompt import describe, load_prompt_config
+
+    adapter = Path(run.output_dir) / "adapter" if run.output_dir else None
+    if adapter is None or not adapter.is_dir():
+        return {}
+    return {"clm.prompt": json.dumps(describe(load_prompt_config(adapter)))}
 
 
 def register_candidate(

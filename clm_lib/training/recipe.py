@@ -38,7 +38,13 @@ from clm_lib.errors import TrainingError
 from clm_lib.modeling.architectures import check_context, lora_config, lora_targets
 from clm_lib.modeling.build import ensure_base_model
 from clm_lib.modeling.load import load_model, resolve_device
-from clm_lib.modeling.prompt import PROMPT_ATTR, prompt_format, save_prompt_config
+from clm_lib.modeling.prompt import (
+    PROMPT_ATTR,
+    check_continuation,
+    load_prompt_config,
+    prompt_format,
+    save_prompt_config,
+)
 from clm_lib.modeling.task_adapters import MANIFEST
 from clm_lib.training.adapters import TaskAdapters, fit_router, save_task_adapters, setup_task_adapters
 from clm_lib.training.context import STRATEGY_STATE_DIR, TrainContext, TrainResult
@@ -79,9 +85,11 @@ def train_update(
     torch.manual_seed(cfg.training.seed)
     device = resolve_device(cfg.training.device)
     base_dir = ensure_base_model(cfg)
+    if parent_adapter_dir is not None:  # refused before anything is loaded: the config must change, not the run
+        check_continuation(load_prompt_config(parent_adapter_dir), cfg.model.prompt, parent_adapter_dir)
     model, tokenizer, adapters = _setup_model(cfg, base_dir, parent_adapter_dir, device, new_data)
     check_context(cfg.model.max_length, model.config, str(base_dir))
-    # This update learns the configured prompt format (a parent's may differ); the adapter is saved with it.
+    # This update learns the configured prompt format (the parent's, checked above); the adapter is saved with it.
     setattr(model, PROMPT_ATTR, cfg.model.prompt)
     fmt = prompt_format(model, tokenizer)
     strategies = build_strategies(cfg) if strategies is None else strategies

@@ -33,13 +33,14 @@ def test_prompt_tokens_are_masked_and_response_tokens_labelled(tok):
     assert tok.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True).strip() == ANSWER
 
 
-def test_too_long_examples_lose_the_start_of_the_prompt_not_the_answer(tok):
+def test_too_long_examples_lose_the_start_of_the_request_not_the_answer(tok):
     long_prompt = "Lorem ipsum dolor. " * 40 + PROMPT
     ((ids, labels),) = encode_pairs(tok, [long_prompt], [ANSWER], max_length=48)
     assert len(ids) == 48
     assert ids[0] == tok.bos_token_id
     kept = tok.decode(ids[1 : labels.index(next(t for t in labels if t != IGNORE_INDEX))])
     assert kept.endswith("Thanks!\nTriage:")
+    assert kept.startswith("Support request:\n") and kept.count("Lorem") < 40  # the template stays, the request is cut
     assert tok.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True).strip() == ANSWER
     # An answer that cannot fit is cut, keeping a minimum of prompt.
     ((ids, labels),) = encode_pairs(tok, [PROMPT], [ANSWER * 10], max_length=40)

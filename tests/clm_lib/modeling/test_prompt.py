@@ -14,6 +14,8 @@ from clm_lib.modeling.corpus import support_corpus
 from clm_lib.modeling.prompt import (
     PROMPT_FILE,
     PromptFormat,
+    check_continuation,
+    describe,
     load_prompt_config,
     parse_response,
     prompt_format,
@@ -90,6 +92,55 @@ def test_the_chat_kind_uses_the_tokenizers_chat_template(chat_tok):
     assert len(short) == 12 and short[0] == chat_tok.bos_token_id and chat_tok.decode(short).endswith("<|assistant|>\n")
     no_system = PromptFormat(chat_tok, PromptConfig(kind="chat"))
     assert no_system.render("hi") == "<s><|user|>\nhi\n<|assistant|>\n"
+
+
+def test_a_long_request_loses_its_start_not_the_format_around_it(tok, chat_tok):
+    request = "Lorem ipsum dolor sit amet. " * 20 + "My router is dead."
+    chat = PromptFormat(chat_tok, PromptConfig(kind="chat", system="Be brief."))
+    (ids,) = chat.encode_prompts([request], 60)
+    text = chat_tok.decode(ids)
+    # The system prompt and the role markers stay; the request keeps its end.
+    assert len(ids) == 60 and text.startswith("<s><|system|>\nBe brief.\n<|user|>\n")
+    assert text.endswith("My router is dead.\n<|assistant|>\n")
+    kept = text.removeprefix("<s><|system|>\nBe brief.\n<|user|>\n").removesuffix("\n<|assistant|>\n")
+    assert request.endswith(kept) and len(kept) < len(request)
+    plain = PromptFormat(tok)
+    (ids,) = plain.encode_prompts([request], 30)
+    assert len(ids) == 30 and tok.decode(ids).startswith("<s>Support request:\n")
+    assert tok.decode(ids).endswith("My router is dead.\nTriage:")
+    # A prompt that fits is the rendering as it is; where the format itself does not fit, the rendering is cut.
+    assert chat.encode_prompts(["hi"], 40) == [chat_tok(chat.render("hi"), add_special_tokens=False)["input_ids"]]
+    (short,) = chat.encode_prompts([request], 8)
+    assert len(short) == 8 and chat_tok.decode(short).endswith("istant|>\n")
+
+
+def test_a_chat_template_that_rewrites_the_request_is_cut_from_the_left(chat_tok):
+    from transformers import PreTrainedTokenizerFast
+
+    shouting = PreTrainedTokenizerFast(tokenizer_object=chat_tok.backend_tokenizer, bos_token="<s>", eos_token="</s>")
+    shouting.chat_template = CHAT_TEMPLATE.replace("m['content']", "m['content'] | upper")
+    fmt = PromptFormat(shouting, PromptConfig(kind="chat", system="Be brief."))
+    (ids,) = fmt.encode_prompts(["word " * 50 + "end"], 20)
+    assert len(ids) == 20 and shouting.decode(ids).endswith(" END\n<|assistant|>\n")
+
+
+def test_a_model_keeps_the_format_it_was_trained_with():
+    chat = PromptConfig(kind="chat", system="Triage.")
+    check_continuation(chat, PromptConfig(kind="chat", system="Triage.", template="Q: {prompt}"), "runs/r1/adapter")
+    assert describe(chat) == {"kind": "chat", "system": "Triage."}
+    assert describe(PromptConfig()) == {"kind": "template", "template": DEFAULT_PROMPT_TEMPLATE}
+    with pytest.raises(TrainingError) as refused:
+        check_continuation(chat, PromptConfig(), "runs/r1/adapter")
+    assert str(refused.value) == (
+        "model.prompt is kind: template ('Support request:\\n{prompt}\\nTriage:'), but the adapter this update "
+        "continues (runs/r1/adapter) was trained with kind: chat (system prompt 'Triage.'); a model keeps the prompt "
+        "format it was trained with. Set model.prompt back to kind: chat (system prompt 'Triage.'), or start a new "
+        "model from the base (another registry.model_name) in the new format"
+    )
+    with pytest.raises(TrainingError, match=r"model.prompt is kind: chat \(no system prompt\), but"):
+        check_continuation(chat, PromptConfig(kind="chat"), "a")
+    with pytest.raises(TrainingError, match=r"kind: template \('Q: \{prompt\}'\), but .* with kind: template"):
+        check_continuation(PromptConfig(), PromptConfig(template="Q: {prompt}"), "a")
 
 
 def test_the_chat_kind_needs_a_chat_template(tok):

@@ -1,9 +1,13 @@
-"""What a registered version logs to MLflow about its evaluation."""
+"""What a registered version logs to MLflow about its evaluation and its lineage."""
 
 from __future__ import annotations
 
+import json
+
+from clm_lib.config import PromptConfig
 from clm_lib.db.models import Evaluation, TrainingRun
-from clm_lib.registry.mlflow_registry import _metrics
+from clm_lib.modeling.prompt import save_prompt_config
+from clm_lib.registry.mlflow_registry import _metrics, lineage_tags
 
 
 def test_every_task_metric_is_logged_as_task_dot_metric():
@@ -22,3 +26,13 @@ def test_every_task_metric_is_logged_as_task_dot_metric():
         "average_accuracy": 67.2,
         "train.loss": 0.5,
     }
+
+
+def test_the_lineage_names_the_prompt_format_the_adapter_was_trained_with(tmp_path):
+    run = TrainingRun(id="r", base_model="b", config_hash="h", tasks=["routers"], trigger={}, output_dir=str(tmp_path))
+    assert "clm.prompt" not in lineage_tags(run)  # no adapter here: nothing to say, rather than a guess
+    (tmp_path / "adapter").mkdir()
+    # An adapter from before formats were saved was trained with the demo template.
+    assert json.loads(lineage_tags(run)["clm.prompt"]) == {"kind": "template", "template": PromptConfig().template}
+    save_prompt_config(PromptConfig(kind="chat", system="Triage."), tmp_path / "adapter")
+    assert json.loads(lineage_tags(run)["clm.prompt"]) == {"kind": "chat", "system": "Triage."}
