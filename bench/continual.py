@@ -12,7 +12,9 @@ scores every task seen so far on held-out tickets, which gives the accuracy matr
 - ``single_task``: a fresh adapter per task, trained on that task alone (the reference for R[i][i]).
 
 Held-out tickets are drawn with ``generate_task(..., heldout=True)``: product names, small talk, customer names and
-cities that training tickets never use, so a model must generalise, not recall, to score.
+cities that training tickets never use, so a model must generalise, not recall, to score. Each final model is also
+scored on as many tickets whose symptoms are said in words no training ticket or warm-up text uses
+(``generate_task(..., new_wording=True)``): each arm's ``heldout_wording``, held-out names next to held-out wordings.
 
 An arm is a dict of config overrides on top of ``STRATEGIES_OFF``; an arm naming a field this checkout's config
 lacks is reported as pending, not run. Seeds draw the stream and the training randomness; results are means over
@@ -25,6 +27,14 @@ then draw training randomness and any subsample only. Writes ``<name>.json`` (ev
     clm bench continual --smoke    # 3 tasks, no single-task references: the CI test (tests/bench)
     clm bench continual --quick --arm 'mine={"training.replay.enabled": true, "training.replay.mix_ratio": 0.3}'
     clm bench continual --quick --stream bench/streams/pystdlib   # your own tasks (layout: continual_stream.py)
+    clm bench continual --quick --arms recommended --stream bench/streams/pystdlib_then_unix \\
+        --domain-text bench/streams/pystdlib_then_unix_text --domain-from 3   # does domain adaptation help?
+
+``--domain-text DIR`` adds the arm ``recommended_domain``: the recommended combination, whose base is adapted to
+the later domain (``clm_lib.training.domain``, ``training.domain`` settings) on that folder's raw text when the
+stream reaches task ``--domain-from`` (default 1: before the first task); the adapter continues across the switch.
+The adaptation's own cost is reported apart (it is paid once per domain, not per update), with the base-only
+before/after scores of ``clm_lib.evaluation.domain_comparison`` on the held-out examples.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from continual_runner import ArmRun, Runner, Stream, apply_overrides, make_strea
 from continual_stream import StreamError, load_stream
 
 from clm_lib.config import load_config
-from clm_lib.errors import ConfigError
+from clm_lib.errors import ClmError, ConfigError
 from clm_lib.modeling.build import ensure_base_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,6 +170,8 @@ def run(
     stream_dir: Path | None = None,
     n_train: int | None = None,
     n_eval: int | None = None,
+    domain_text: Path | None = None,
+    domain_from: int = 1,
 ) -> dict[str, Any]:
     """``stream_dir``: a user's stream (``continual_stream``) instead of the demo's tickets; ``n_train``/``n_eval``:
     examples per task instead of the scale's (for a user's stream: caps, as seeded subsamples; default all)."""
@@ -180,6 +192,12 @@ def run(
     # Read (and so checked) before the base model is built: a broken stream fails in seconds, not minutes.
     first_stream, stream_info = stream_for(seeds[0])
     tasks = first_stream.tasks
+    if domain_text is not None:
+        from clm_lib.training.domain_text import read_text_folder
+
+        read_text_folder(domain_text, max_file_bytes=cfg.training.domain.max_file_bytes)  # checked before building
+        if not 1 <= domain_from <= len(tasks):
+            raise ClmError(f"--domain-from {domain_from}: the stream has tasks 1 to {len(tasks)}")
     # The config must know a user's tasks, as ingestion would need them in data.tasks.
     base_cfg = apply_overrides(cfg, {**scale.overrides, **({"data.tasks": tasks} if stream_dir else {})})
     start = time.monotonic()
@@ -208,8 +226,14 @@ def run(
         "pending": {},
     }
     off = apply_overrides(base_cfg, STRATEGIES_OFF, skip_missing=True)
+    domain = _adapt_domain(base_cfg, first_stream, domain_text, domain_from, home) if domain_text else None
+    if domain is not None:
+        out["domain"] = domain["record"]
+        arms = [*arms, Arm(DOMAIN_ARM, {}, domain["about"])]
     runnable = []
     for arm in arms:
+        if arm.name == DOMAIN_ARM:
+            continue
         try:
             apply_overrides(off, arm.overrides)
             runnable.append(arm)
@@ -218,6 +242,7 @@ def run(
             print(f"{arm.name}: pending ({exc})", flush=True)
 
     singles: list[ArmRun] = []
+    domain_singles: list[ArmRun] = []
     runs: dict[str, list[ArmRun]] = {a.name: [] for a in runnable} | {"joint": []}
     for seed in seeds:
         # The seed draws the stream (a user's: only its subsamples) and drives training (LoRA initialisation, batch
@@ -236,12 +261,28 @@ def run(
         for arm in runnable:
             print(f"\n== seed {seed}: {arm.name}: {arm.about}", flush=True)
             runs[arm.name].append(runner.continual(runner.arm_config(arm.overrides), arm.name))
+        if domain is not None and scale.single_task:
+            print(f"\n== seed {seed}: single_task on the adapted base (later tasks)", flush=True)
+            domain_singles.append(runner.single_task(domain["record"]["later_tasks"], domain["base"], "single_domain"))
+        if domain is not None:
+            print(f"\n== seed {seed}: {DOMAIN_ARM}: {domain['about']}", flush=True)
+            recommended = next(a for a in ARMS if a.name == RECOMMENDED).overrides
+            switch = (domain_from - 1, domain["base"])
+            runs[DOMAIN_ARM] = runs.get(DOMAIN_ARM, [])
+            runs[DOMAIN_ARM].append(runner.continual(runner.arm_config(recommended), DOMAIN_ARM, switch_base=switch))
 
     single_scores = {t: statistics.fmean(s.rows[i][t] for s in singles) for i, t in enumerate(tasks)} if singles else {}
     out["single_task"] = {
         "scores": single_scores,
         "updates": [[u.as_dict() for u in s.updates] for s in singles],
     }
+    if singles and singles[0].wording:
+        out["single_task"]["heldout_wording"] = metrics.wording_summary(single_scores, [s.wording for s in singles])
+    if domain_singles:
+        later = out["domain"]["later_tasks"]
+        out["domain"]["single_task_on_adapted_base"] = {
+            t: statistics.fmean(s.rows[i][t] for s in domain_singles) for i, t in enumerate(later)
+        }
     joint_costs = _summed_costs(runs["joint"])
     for name, seed_runs in runs.items():
         summary = metrics.summarize(metrics.matrix_from_rows(tasks, _mean_rows(seed_runs)), single_scores)
@@ -255,6 +296,10 @@ def run(
             "BWT": _spread([m.backward_transfer for m in per_seed]),
         }
         summary["updates"] = [[u.as_dict() for u in r.updates] for r in seed_runs]
+        if seed_runs[0].wording:
+            # The final model on held-out names (R's last row) and on held-out wordings of the same symptoms.
+            final = dict(zip(tasks, summary["R"][-1], strict=True))
+            summary["heldout_wording"] = metrics.wording_summary(final, [r.wording for r in seed_runs])
         out["arms"][name] = summary
     if "sequential" in out["arms"]:
         seq, joint = out["arms"]["sequential"], out["arms"]["joint"]
@@ -278,6 +323,105 @@ def run(
         out["bound_checks"] = [t.as_dict() for t in metrics.targets(out["arms"], RECOMMENDED, out["bounds"])]
     out["machine"]["load_after"] = os.getloadavg()
     return out
+
+
+DOMAIN_ARM = "recommended_domain"
+
+
+def _adapt_domain(cfg, stream: Stream, text: Path, first: int, home: Path) -> dict[str, Any]:
+    """Adapt the base on ``text``, score both bases alone on the held-out examples (earlier tasks: ``original``,
+    from task ``first`` on: ``new``); the adapted base's folder and what to record."""
+    import pyarrow as pa
+
+    from clm_lib.evaluation.domain_comparison import compare_bases
+    from clm_lib.training.domain import adapt_domain
+
+    base = cfg.base_model_dir
+    print(f"\n== domain adaptation on {text}", flush=True)
+    result = adapt_domain(cfg, text, home / "domain-base", reason="clm bench continual --domain-text")
+    earlier, later = stream.tasks[: first - 1], stream.tasks[first - 1 :]
+
+    def table(tasks: list[str]):
+        return pa.concat_tables([stream.eval[t] for t in tasks]) if tasks else None
+
+    comparison = compare_bases(
+        base,
+        result.out_dir,
+        original=table(earlier),
+        new=table(later),
+        max_examples_per_task=cfg.evaluation.max_examples_per_task,
+        batch_size=cfg.evaluation.batch_size,
+        max_length=cfg.model.max_length,
+    )
+    print(
+        f"  {result.steps} steps in {result.wall_seconds:.0f} s; held-out text loss "
+        f"{result.heldout_loss_before} -> {result.heldout_loss_after}",
+        flush=True,
+    )
+    record = {
+        "text": str(Path(text).resolve()),
+        "from_task": first,
+        "earlier_tasks": earlier,
+        "later_tasks": later,
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "train_chunks": result.train_chunks,
+        "heldout_chunks": result.heldout_chunks,
+        "heldout_text_loss": {"before": result.heldout_loss_before, "after": result.heldout_loss_after},
+        "wall_seconds": result.wall_seconds,
+        "settings": cfg.training.domain.model_dump(mode="json"),
+        "base_only_comparison": comparison.to_dict(),
+    }
+    when = "before the first task" if first == 1 else f"when task {first} ({stream.tasks[first - 1]}) arrives"
+    about = f"recommended, on a base adapted to {Path(text).name} {when}"
+    return {"base": result.out_dir, "record": record, "about": about}
+
+
+def domain_markdown(result: dict[str, Any]) -> str:
+    """The domain-adaptation section of the report: what adapting the base did, recommended with and without."""
+    d = result.get("domain")
+    if not d or DOMAIN_ARM not in result["arms"] or RECOMMENDED not in result["arms"]:
+        return ""
+    tasks = result["tasks"]
+    plain, adapted = result["arms"][RECOMMENDED], result["arms"][DOMAIN_ARM]
+    loss = d["heldout_text_loss"]
+    lines = [
+        "",
+        "## Domain adaptation",
+        "",
+        f"Base adapted on {d['text']} ({d['steps']} steps, {d['tokens_seen']} tokens, {d['wall_seconds']:.0f} s, "
+        f"not counted in the arm's cost) when task {d['from_task']} arrives; held-out text loss "
+        f"{loss['before']} -> {loss['after']}.",
+        "",
+        "| task | domain | base alone: loss before -> after | R[i][i] recommended | R[i][i] + domain "
+        "| final recommended | final + domain |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base_only = {t["task"]: t for t in d["base_only_comparison"]["tasks"]}
+    for i, task in enumerate(tasks):
+        b = base_only.get(task, {})
+        group = "later" if task in d["later_tasks"] else "earlier"
+        nan = float("nan")
+        cells = [plain["R"][i][i], adapted["R"][i][i], plain["R"][-1][i], adapted["R"][-1][i]]
+        lines.append(
+            f"| {task} | {group} | {b.get('loss_before', nan):.3f} -> {b.get('loss_after', nan):.3f} | "
+            + " | ".join(f"{v:.1f}" for v in cells)
+            + " |"
+        )
+    lines += [
+        "",
+        f"AA {plain['AA']:.1f} -> {adapted['AA']:.1f}; BWT {_fmt(plain['BWT'])} -> {_fmt(adapted['BWT'])}.",
+    ]
+    singles, adapted_singles = result["single_task"]["scores"], d.get("single_task_on_adapted_base", {})
+    if adapted_singles:
+        pairs = ", ".join(f"{t} {singles.get(t, float('nan')):.1f} -> {v:.1f}" for t, v in adapted_singles.items())
+        lines += ["", f"Single-task scores of the later tasks, original base -> adapted base: {pairs}."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
 
 
 def _parse_arm(parser: argparse.ArgumentParser, text: str) -> Arm:
@@ -336,6 +480,21 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of seeds; default: the scale's. A seed draws the demo stream and the training randomness; "
         "with --stream it draws only the training randomness and the subsamples of --train/test-per-task",
     )
+    parser.add_argument(
+        "--domain-text",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="unlabelled text of the stream's later domain (.txt, .md, .jsonl): adds the arm recommended_domain, "
+        "the recommended combination on a base adapted to it (clm adapt-domain)",
+    )
+    parser.add_argument(
+        "--domain-from",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the stream's task number (1 = first) where the later domain starts; the base is adapted there",
+    )
     parser.add_argument("--out-dir", default=str(REPO / "bench" / "results"))
     parser.add_argument(
         "--name", default=None, help="output file stem (default continual[_STREAM][_quick|_smoke], STREAM the folder)"
@@ -362,18 +521,27 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(SCALES[scale_name].seeds)
         try:
             result = run(
-                scale_name, args.config, arms, seeds, Path(home), args.stream, args.train_per_task, args.test_per_task
+                scale_name,
+                args.config,
+                arms,
+                seeds,
+                Path(home),
+                args.stream,
+                args.train_per_task,
+                args.test_per_task,
+                args.domain_text,
+                args.domain_from,
             )
-        except StreamError as exc:
+        except (StreamError, ClmError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     result["total_s"] = round(time.monotonic() - start, 1)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
-    (out_dir / f"{stem}.md").write_text(report.markdown(result))
+    (out_dir / f"{stem}.md").write_text(report.markdown(result) + domain_markdown(result))
     report.heatmaps(result, out_dir / f"{stem}.png")
-    print("\n" + report.markdown(result))
+    print("\n" + report.markdown(result) + domain_markdown(result))
     print(f"wrote {out_dir / stem}.json|md|png in {result['total_s'] / 60:.1f} min")
     return 0
 

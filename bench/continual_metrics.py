@@ -97,6 +97,23 @@ def summarize(matrix: AccuracyMatrix, single_task: Mapping[str, float]) -> dict[
     }
 
 
+def wording_summary(names: Mapping[str, float], wording_per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """A final model's held-out-name accuracy (``names``, per task) next to its held-out-wording accuracy (one
+    score dict per seed, averaged), per task (in the order of ``names``) and as means over tasks; ``gap`` is names
+    minus wordings."""
+    tasks = [t for t in names if t in wording_per_seed[0]]
+    wording = {t: sum(w[t] for w in wording_per_seed) / len(wording_per_seed) for t in tasks}
+    names_mean = sum(names[t] for t in tasks) / len(tasks)
+    wording_mean = sum(wording.values()) / len(tasks)
+    return {
+        "names": {t: names[t] for t in tasks},
+        "wording": wording,
+        "names_mean": names_mean,
+        "wording_mean": wording_mean,
+        "gap": names_mean - wording_mean,
+    }
+
+
 @dataclass(frozen=True)
 class Target:
     """One target of issue 3: ``value`` must be ``>=`` (or ``<=``) ``bound``."""

@@ -59,6 +59,7 @@ def markdown(result: dict[str, Any]) -> str:
     if single:
         scores = ", ".join(f"{t} {_num(v)}" for t, v in single.items())
         lines += ["", f"Single-task scores (a fresh adapter per task): {scores}."]
+    lines += _wording_lines(result)
     for check_key, title in (("target_checks", "Targets (issue 3)"), ("bound_checks", "Bounds of this scale")):
         if result.get(check_key):
             lines += ["", f"**{title}**", "", "| check | value | bound | met |", "|---|---|---|---|"]
@@ -85,6 +86,29 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _wording_lines(result: dict[str, Any]) -> list[str]:
+    """Held-out names against held-out wordings of the same symptoms, for each final model (demo stream only)."""
+    finals = [(name, a["heldout_wording"]) for name, a in result["arms"].items() if a.get("heldout_wording")]
+    single = result["single_task"].get("heldout_wording")
+    if single:
+        finals.append(("single_task (own adapter per task)", single))
+    if not finals:
+        return []
+    tasks = list(finals[0][1]["wording"])
+    lines = [
+        "",
+        "**Held-out names vs held-out wordings** (the final model; each cell: held-out names / held-out wordings, "
+        "the same symptoms said in words no training ticket or warm-up text uses)",
+        "",
+        "| model | names | wordings | " + " | ".join(tasks) + " |",
+        "|---" * (len(tasks) + 3) + "|",
+    ]
+    for name, w in finals:
+        cells = " | ".join(f"{_num(w['names'][t])} / {_num(w['wording'][t])}" for t in tasks)
+        lines.append(f"| {name} | {_num(w['names_mean'])} | {_num(w['wording_mean'])} | {cells} |")
+    return lines
 
 
 def heatmaps(result: dict[str, Any], path: Path) -> Path:

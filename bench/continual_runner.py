@@ -36,6 +36,8 @@ class Stream:
     tasks: list[str]
     train: dict[str, pa.Table]
     eval: dict[str, pa.Table]
+    eval_wording: dict[str, pa.Table] = field(default_factory=dict)
+    """Held-out tickets whose symptoms are said in words training never uses (the demo's stream only); empty: none."""
 
 
 def records_table(records: list[dict[str, str]]) -> pa.Table:
@@ -45,11 +47,13 @@ def records_table(records: list[dict[str, str]]) -> pa.Table:
 
 
 def make_stream(tasks: list[str], n_train: int, n_eval: int, seed: int) -> Stream:
-    """Training tickets as the demo draws them; held-out ones with names and small talk training never shows."""
+    """Training tickets as the demo draws them; held-out ones with names and small talk training never shows, and
+    as many again whose symptoms are also said in new words (``eval_wording``)."""
     return Stream(
         tasks=tasks,
         train={t: records_table(generate_task(t, n_train, seed)) for t in tasks},
         eval={t: records_table(generate_task(t, n_eval, seed, heldout=True)) for t in tasks},
+        eval_wording={t: records_table(generate_task(t, n_eval, seed, new_wording=True)) for t in tasks},
     )
 
 
@@ -108,6 +112,8 @@ class ArmRun:
     rows: list[dict[str, float]] = field(default_factory=list)
     """Scores after each update, task -> accuracy (single-task: one row per task, that task only)."""
     updates: list[Update] = field(default_factory=list)
+    wording: dict[str, float] = field(default_factory=dict)
+    """The final model's accuracy per task on held-out wordings (single-task: each task's own adapter)."""
 
 
 class Runner:
@@ -172,16 +178,26 @@ class Runner:
 
     def _score(self, cfg: ClmConfig, adapter_dir: Path, tasks: list[str], update: Update) -> dict[str, float]:
         start = time.monotonic()
+        scores = self._accuracy(cfg, adapter_dir, [self.stream.eval[t] for t in tasks])
+        update.eval_seconds = round(time.monotonic() - start, 2)
+        return scores
+
+    def _score_wording(self, cfg: ClmConfig, adapter_dir: Path, tasks: list[str]) -> dict[str, float]:
+        """Accuracy on the held-out wordings of ``tasks``; empty when the stream has none (a user's)."""
+        if not self.stream.eval_wording:
+            return {}
+        return self._accuracy(cfg, adapter_dir, [self.stream.eval_wording[t] for t in tasks])
+
+    def _accuracy(self, cfg: ClmConfig, adapter_dir: Path, tables: list[pa.Table]) -> dict[str, float]:
         model, tokenizer = load_model(cfg.base_model_dir, adapter_dir)
         scores = score_tasks(
             model,
             tokenizer,
-            pa.concat_tables([self.stream.eval[t] for t in tasks]),
+            pa.concat_tables(tables),
             max_examples_per_task=cfg.evaluation.max_examples_per_task,
             batch_size=cfg.evaluation.batch_size,
             max_length=cfg.model.max_length,
         )
-        update.eval_seconds = round(time.monotonic() - start, 2)
         return {t: s.accuracy for t, s in scores.items()}
 
     def _log(self, update: Update, row: dict[str, float]) -> None:
@@ -193,17 +209,28 @@ class Runner:
             flush=True,
         )
 
+    def _log_wording(self, name: str, run: ArmRun) -> None:
+        if run.wording:
+            print(
+                f"  {name + ' held-out wordings':<28} " + " ".join(f"{t}={v:.1f}" for t, v in run.wording.items()),
+                flush=True,
+            )
+
     # --- arms ---------------------------------------------------------------------------------------------------
 
-    def single_task(self) -> ArmRun:
-        """A fresh adapter per task, trained on that task alone, strategies off."""
+    def single_task(self, tasks: list[str] | None = None, base: Path | None = None, name: str = "single") -> ArmRun:
+        """A fresh adapter per task (of ``tasks``, default all), trained on that task alone, strategies off; on the
+        base in ``base`` when given (a domain-adapted one)."""
         out = ArmRun()
-        for task in self.stream.tasks:
-            _key, result, update = self._train(self.off, f"single/{task}", task, self.stream.train[task], None, None)
-            row = self._score(self.off, result.adapter_dir, [task], update)
+        cfg = self.off if base is None else apply_overrides(self.off, {"model.base_path": str(base)})
+        for task in tasks or self.stream.tasks:
+            _key, result, update = self._train(cfg, f"{name}/{task}", task, self.stream.train[task], None, None)
+            row = self._score(cfg, result.adapter_dir, [task], update)
+            out.wording.update(self._score_wording(cfg, result.adapter_dir, [task]))
             out.rows.append(row)
             out.updates.append(update)
             self._log(update, row)
+        self._log_wording(name, out)
         return out
 
     def joint(self) -> ArmRun:
@@ -219,13 +246,16 @@ class Runner:
             out.rows.append(row)
             out.updates.append(update)
             self._log(update, row)
+        out.wording = self._score_wording(cfg, result.adapter_dir, self.stream.tasks)
+        self._log_wording("joint", out)
         return out
 
-    def continual(self, cfg: ClmConfig, name: str) -> ArmRun:
+    def continual(self, cfg: ClmConfig, name: str, switch_base: tuple[int, Path] | None = None) -> ArmRun:
         """One update per task, each continuing the previous adapter, with the arm's strategies.
 
         With dynamic replay, each update's task weights come from the last two rows of R, as ``run_update`` takes
-        them from the last evaluation.
+        them from the last evaluation. ``switch_base=(i, dir)``: from update ``i`` on, train and score on the base in
+        ``dir`` (a domain-adapted one), the adapter continuing across the switch.
         """
         out = ArmRun()
         buffer: pa.Table | None = None
@@ -233,6 +263,8 @@ class Runner:
         replay = cfg.training.replay
         for i, task in enumerate(self.stream.tasks):
             new = self.stream.train[task]
+            if switch_base is not None and i == switch_base[0]:
+                cfg = apply_overrides(cfg, {"model.base_path": str(switch_base[1])})
             update_cfg = cfg
             if replay.enabled and replay.dynamic and i >= 2:
                 weights = {**replay_weights(out.rows[-2], out.rows[-1], replay), **replay.task_weights}
@@ -245,4 +277,7 @@ class Runner:
             if replay.enabled:
                 buffer = select_buffer(buffer, new, replay.buffer_size, cfg.training.seed, replay.policy)
             parent = (key, result.adapter_dir)
+        if parent is not None:
+            out.wording = self._score_wording(cfg, parent[1], self.stream.tasks)
+            self._log_wording(name, out)
         return out

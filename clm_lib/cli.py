@@ -29,7 +29,7 @@ from clm_lib.errors import ClmError
 from clm_lib.redaction import redact_url
 from clm_lib.services import airflow_home, health, processes
 from clm_lib.serving import cli as serving_cli
-from clm_lib.training import train_cli
+from clm_lib.training import domain_cli, train_cli
 
 T = TypeVar("T")
 PORT = click.IntRange(1, 65535)
@@ -511,6 +511,8 @@ for _command in (serving_cli.serve, serving_cli.router, serving_cli.slots, servi
 
 # One continual update from files, in-process or under the deepspeed launcher (clm_lib/training/train_cli.py).
 cli.add_command(train_cli.train)
+# Domain adaptation of the base on raw text (clm_lib/training/domain_cli.py): clm adapt-domain.
+cli.add_command(domain_cli.adapt_domain_cmd)
 
 # Promotion and rollback (clm_lib/deploy/commands.py): clm promote, clm rollback, clm deployments.
 for _command in (deploy_cli.promote_cmd, deploy_cli.rollback_cmd, deploy_cli.deployments_cmd):

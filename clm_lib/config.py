@@ -285,6 +285,36 @@ class LoraConfig(_Section):
     """Modules that get adapters (PEFT syntax)."""
 
 
+class DomainConfig(_Section):
+    """Domain adaptation (``clm adapt-domain``): continued pretraining of a LoRA adapter on unlabelled in-domain
+    text, merged into a copy of the base (``clm_lib/training/domain.py``). Off unless that command runs."""
+
+    max_steps: int = Field(default=200, ge=1)
+    """Optimizer steps of causal-LM training on the text chunks."""
+    batch_size: int = Field(default=16, ge=1)
+    """Chunks per step."""
+    learning_rate: float = Field(default=2e-3, gt=0)
+    """Peak learning rate (linear warmup, cosine decay, as in task training)."""
+    warmup_steps: int = Field(default=10, ge=0)
+    """Steps of linear warmup."""
+    chunk_tokens: int | None = Field(default=None, ge=8)
+    """Tokens per training chunk (documents are concatenated, each between BOS and EOS, and cut into chunks);
+    ``null``: ``model.max_length``, the length task adapters will train at."""
+    heldout_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    """Share of the chunks (a seeded sample, at least one when there are two) kept out of training to measure the
+    raw-text loss before and after; 0 measures nothing."""
+    seed: int = 0
+    """Seeds the LoRA initialisation, the held-out sample and the batch order: same seed and text, same base."""
+    max_file_bytes: int = Field(default=64 * 1024**2, ge=1)
+    """A text file larger than this is refused (read whole into memory)."""
+    lora: LoraConfig = LoraConfig()
+    """The adapter trained on the text, then merged (its rank bounds how far the base can move)."""
+    freeze: FreezeConfig = FreezeConfig()
+    """Parameters left as they are (``training.freeze``'s fields); a frozen layer's LoRA is not merged, so its
+    weights in the adapted base are the original's, byte for byte. Freezing the lowest blocks keeps the features
+    earlier task adapters were trained on."""
+
+
 class TrainingConfig(_Section):
     """The continual training loop."""
 
@@ -322,6 +352,8 @@ class TrainingConfig(_Section):
     ewc: EwcConfig = EwcConfig()
     distillation: DistillationConfig = DistillationConfig()
     freeze: FreezeConfig = FreezeConfig()
+    domain: DomainConfig = DomainConfig()
+    """Domain adaptation of the base on raw text, before task adapters (``clm adapt-domain``)."""
     adapters: AdaptersConfig = AdaptersConfig()
     """Shared or per-task LoRA adapters and their router (documented in ``clm_lib/training/adapter_config.py``)."""
     deepspeed: Path | None = None

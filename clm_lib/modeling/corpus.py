@@ -304,6 +304,65 @@ PRODUCT_LINES: dict[str, ProductLine] = {
     ),
 }
 
+# Symptom wordings no training ticket and no warm-up text uses: tickets drawn with ``new_wording=True`` (the
+# continual benchmark's held-out-wording test set) say a known symptom in these words only. Shared symptoms get
+# shared new wordings, as the training ones are shared.
+_NO_POWER_NEW = ("{subject} has no power", "{subject} won't switch on")
+_OFFLINE_NEW = ("{subject} drops offline every few minutes", "{subject} can't stay connected")
+_UPDATE_NEW = ("the latest update messed up {subject}", "{subject} has been broken ever since the firmware update")
+_SLOW_NEW = ("{subject} is very sluggish", "{subject} has become so slow it's useless")
+_LOGIN_NEW = ("I'm unable to sign in to {subject}", "my password for {subject} is not accepted")
+
+HELDOUT_WORDINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "routers": {
+        "no_power": _NO_POWER_NEW,
+        "offline": _OFFLINE_NEW,
+        "after_update": _UPDATE_NEW,
+        "slow": _SLOW_NEW,
+        "login": _LOGIN_NEW,
+        "port_forwarding": ("{subject} won't let me forward a port", "the port forward I set up on {subject} fails"),
+    },
+    "billing": {
+        "charged_twice": ("I got billed two times for {subject}", "{subject} took the payment twice"),
+        "login": _LOGIN_NEW,
+        "invoice_missing": ("I never received an invoice for {subject}", "where is this month's bill for {subject}"),
+        "cancel": ("I'd like to end {subject}", "please terminate {subject}"),
+        "card_declined": (
+            "my credit card is rejected when paying for {subject}",
+            "my bank refuses payment for {subject}",
+        ),
+        "price_increase": ("why is {subject} more expensive now", "the price of {subject} was raised"),
+        "vat": ("our VAT ID is not printed on the bill for {subject}", "the tax amount for {subject} is incorrect"),
+    },
+    "thermostats": {
+        "no_power": _NO_POWER_NEW,
+        "offline": _OFFLINE_NEW,
+        "after_update": _UPDATE_NEW,
+        "wrong_temperature": ("{subject} displays an incorrect temperature", "the reading on {subject} is way off"),
+        "keeps_heating": ("{subject} won't stop heating", "{subject} heats the house even when switched off"),
+        "schedule": ("{subject} does not stick to my schedule", "my heating program is skipped by {subject}"),
+        "login": _LOGIN_NEW,
+    },
+    "ev_chargers": {
+        "no_power": _NO_POWER_NEW,
+        "offline": _OFFLINE_NEW,
+        "after_update": _UPDATE_NEW,
+        "slow": _SLOW_NEW,
+        "rfid": ("{subject} won't read my RFID card", "my charge card is not recognized by {subject}"),
+        "breaker": ("{subject} makes the breaker trip", "the fuse blows whenever I use {subject}"),
+        "cable_stuck": ("the charging cable is locked in {subject}", "I can't unplug the cable from {subject}"),
+    },
+    "payments_api": {
+        "charged_twice": ("{subject} charged the same order two times", "{subject} made a second charge for one order"),
+        "login": ("{subject} says our API key is invalid", "{subject} gives us authentication errors", *_LOGIN_NEW),
+        "offline": (*_OFFLINE_NEW, "{subject} no longer sends us webhooks"),
+        "after_update": _UPDATE_NEW,
+        "slow": (*_SLOW_NEW, "{subject} is rate limiting our requests"),
+        "server_error": ("{subject} responds with HTTP 500", "{subject} throws internal errors"),
+    },
+}
+"""Task -> intent -> symptom wordings only held-out-wording tickets use (see :func:`ticket`)."""
+
 _GREETINGS = ("Hi,", "Hello,", "Hello team,", "Good morning,", "Hey,", "Dear support,", "", "")
 _INTROS = ("I'm {name}.", "This is {name} from {city}.", "{name} here.", "", "", "")
 _OPENERS = ("", "", "Quick question: ", "Not sure who to ask, but ", "Sorry to bother you, ")
@@ -341,12 +400,16 @@ def _fill(text: str, rng: random.Random, name: str, heldout: bool = False) -> st
     )
 
 
-def ticket(line: ProductLine, intent: Intent, rng: random.Random, heldout: bool = False) -> str:
+def ticket(
+    line: ProductLine, intent: Intent, rng: random.Random, heldout: bool = False, new_wording: bool = False
+) -> str:
     """One customer's ticket about ``intent`` on ``line``, drawn with ``rng``; ``heldout``: with the customer
-    names, cities, product models and small talk that only held-out tickets use."""
+    names, cities, product models and small talk that only held-out tickets use; ``new_wording``: the symptom said
+    in words of :data:`HELDOUT_WORDINGS`, which no training ticket and no warm-up text uses."""
     first, last = (_HELDOUT_NAMES, _HELDOUT_SURNAMES) if heldout else (_NAMES, _SURNAMES)
     name = f"{rng.choice(first)} {rng.choice(last)}"
-    symptom = rng.choice(intent.symptoms).format(subject=_subject(line, rng, heldout))
+    wordings = HELDOUT_WORDINGS[line.task][intent.name] if new_wording else intent.symptoms
+    symptom = rng.choice(wordings).format(subject=_subject(line, rng, heldout))
     main = rng.choice(_OPENERS) + symptom + (rng.choice(_WHEN) if intent.timed else "") + "."
     main = main[0].upper() + main[1:]
     details = line.heldout_details if heldout else line.details

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from clm_lib.config import ClmConfig
 from clm_lib.db.models import TrainingRun
 from clm_lib.reporting import charts
+from clm_lib.reporting.domain import DomainAdaptations, domain_adaptations
 from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import reading, utc
 from clm_lib.reporting.training import RUN_ID, NotFound
@@ -168,6 +169,8 @@ class StrategyHistory:
 class StrategyPage:
     history: StrategyHistory
     selected: RunStrategy | None
+    domain: DomainAdaptations | None = None
+    """Domain-adapted bases and their before/after comparisons (:mod:`clm_lib.reporting.domain`)."""
 
 
 def _pick(cls, raw: Any):
@@ -260,4 +263,4 @@ def build_strategy(cfg: ClmConfig, args: Mapping[str, str] | None = None) -> Str
     found = history(cfg)
     wanted = args.get("run")
     selected = run_strategy(cfg, wanted) if wanted else (found.runs[-1] if found.runs else None)
-    return StrategyPage(found, selected)
+    return StrategyPage(found, selected, domain_adaptations(cfg))

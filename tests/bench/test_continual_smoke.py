@@ -51,3 +51,9 @@ def test_smoke_benchmark_shows_forgetting_and_its_cure(tmp_path):
     # Each update trains on as many tokens as the first, retraining on all three tasks on about three times that.
     assert rec["cost"]["tokens"]["last"] < 0.5
     assert all(check["met"] for check in result["bound_checks"]), result["bound_checks"]
+    # Every final model is also scored on held-out wordings, next to its held-out-name accuracy.
+    for arm in arms.values():
+        wording = arm["heldout_wording"]
+        assert set(wording["wording"]) == set(wording["names"]) == set(result["tasks"])
+        assert wording["names_mean"] == pytest.approx(arm["AA"])
+    assert "Held-out names vs held-out wordings" in (tmp_path / "continual_smoke.md").read_text()

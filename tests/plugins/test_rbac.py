@@ -91,6 +91,7 @@ ROUTES = [
     ("rest", "GET", "/v1/training/runs/{run_id}/strategy", READ, "/v1/training/runs/nosuchrun/strategy", 404),
     ("rest", "GET", "/v1/training/schedule", READ, "/v1/training/schedule", 200),
     ("rest", "GET", "/v1/strategy/history", READ, "/v1/strategy/history", 200),
+    ("rest", "GET", "/v1/strategy/domain", READ, "/v1/strategy/domain", 200),
     ("rest", "GET", "/v1/tasks", READ, "/v1/tasks", 200),
     ("rest", "GET", "/v1/tasks/impact", READ, "/v1/tasks/impact?add=solar", 200),
     ("rest", "GET", "/v1/tasks/{task}", READ, "/v1/tasks/routers", 200),

@@ -1,4 +1,4 @@
-"""Training runs, their continual strategies, and "retrain now": ``/clm/api/v1/training/...``, ``/strategy/history``.
+"""Training runs, their continual strategies, and "retrain now": ``/clm/api/v1/training/...``, ``/strategy/...``.
 
 The same functions as the Training pipeline and Continual strategy screens: :mod:`clm_lib.reporting.training`,
 :mod:`clm_lib.reporting.strategy`, and :func:`clm_lib.airflow.retrain.request_retraining` for the one mutation,
@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clm_api.deps import READ, ActorDep, ConfigDep, PageDep, operate
 from clm_api.v1 import answers
+from clm_lib.reporting import domain, training
 from clm_lib.reporting import strategy as strategies
-from clm_lib.reporting import training
+from clm_lib.reporting.domain import DomainAdaptations
 from clm_lib.reporting.strategy import RunStrategy, StrategyHistory
 from clm_lib.reporting.training import NextCheck, RunDetail, RunPage
 
@@ -96,6 +97,13 @@ def caller_token(request: Request) -> str:
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return request.cookies.get(COOKIE_NAME_JWT_TOKEN, "")
+
+
+@router.get("/strategy/domain", dependencies=READ, response_model=DomainAdaptations)
+def strategy_domain(cfg: ConfigDep) -> Any:
+    """Domain-adapted bases (``clm adapt-domain``), newest first, each with its before/after comparison: original
+    and new-domain tasks scored on the base before and the adapted base after."""
+    return domain.domain_adaptations(cfg)
 
 
 @router.post("/training/retrain", dependencies=operate(training.TRAINING_DAG), response_model=RetrainOut)

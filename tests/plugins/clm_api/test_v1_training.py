@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry
+from tests.clm_lib.reporting.domain_history import seed_domain
 from tests.clm_lib.reporting.training_history import HOSTILE, seed_training
 from tests.plugins.helpers import bearer
 
@@ -21,6 +22,7 @@ ROUTES = [
     ("get", "/training/runs/tr-b/strategy"),
     ("get", "/training/schedule"),
     ("get", "/strategy/history"),
+    ("get", "/strategy/domain"),
     ("post", "/training/retrain"),
 ]
 
@@ -98,6 +100,17 @@ def test_strategy_of_a_run_and_the_history(api, tokens, seeded):
     history = api.get(f"{V1}/strategy/history", params={"limit": 2}, headers=headers).json()
     assert [r["run_id"] for r in history["runs"]] == ["tr-b", "tr-c"] and history["tasks"] == ["routers", "billing"]
     assert api.get(f"{V1}/strategy/history", params={"limit": 0}, headers=headers).status_code == 422
+
+
+def test_domain_adaptations(api, tokens, seeded):
+    headers = bearer(tokens, "vic")
+    assert api.get(f"{V1}/strategy/domain", headers=headers).json()["adaptations"] == []
+    newer, older = seed_domain(seeded)
+    found = api.get(f"{V1}/strategy/domain", headers=headers).json()
+    assert [a["base_after"] for a in found["adaptations"]] == [newer, older]
+    old = found["adaptations"][1]
+    assert (old["mean_change_original"], old["mean_change_new"], old["in_use"]) == (-5.0, 25.5, False)
+    assert old["tasks"][1]["task"] == HOSTILE  # data as stored; escaping is the display's job
 
 
 def test_schedule(api, tokens, seeded):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from clm_lib.db import session_scope
 from clm_lib.db.models import AuditEntry
+from tests.clm_lib.reporting.domain_history import seed_domain
 from tests.clm_lib.reporting.training_history import HOSTILE, seed_training
 from tests.plugins.helpers import signed_in
 
@@ -91,6 +92,18 @@ def test_the_strategy_screen(client, tokens, seeded):
     assert "model.embed_tokens" in detail and "the previous champion" in detail and "3.2e-07" in detail
     assert "orthogonality" in detail
     assert signed_in(client, tokens, "vic").get(STRATEGY, query_string={"run": "tr-x"}).status_code == 404
+
+
+def test_the_strategy_screen_shows_domain_adaptations_escaped(client, tokens, seeded):
+    empty = signed_in(client, tokens, "vic").get(STRATEGY).text
+    assert 'id="domain"' in empty and "No domain-adapted base" in empty
+    newer, older = seed_domain(seeded)
+    html = signed_in(client, tokens, "vic").get(STRATEGY).text
+    domain = html.split('id="domain"', 1)[1]
+    assert domain.index(newer) < domain.index(older)  # newest first
+    assert "original tasks -5.0 points" in domain and "new-domain tasks +25.5 points" in domain
+    assert "7.500 → 5.250" in domain and "+25.5" in domain
+    assert "<script>alert" not in html and "&lt;script&gt;alert(" in domain
 
 
 def test_store_down_says_which_store(client, tokens, airflow_fab, tmp_path, monkeypatch):
