@@ -15,6 +15,12 @@ from typing import Any
 from clm_lib.errors import ClmError
 
 FINISHED = {"success", "failed"}
+RETRIED = {"GET", "PATCH"}
+"""Requests sent again after a 5xx: they read, or set a field to a value (unpause), so a second try changes nothing
+the first did not. A trigger (POST) is never repeated: it could start two runs."""
+RETRY_WAITS = (1.0, 3.0, 6.0)
+"""Seconds before each new try. Airflow on its SQLite metadata database answers 500 while a running task holds the
+database's write lock for longer than its 5 s busy timeout; that passes within seconds."""
 
 
 class AirflowAPIError(ClmError):
@@ -29,7 +35,7 @@ class AirflowClient:
     timeout: float = 30.0
     _token: str | None = field(default=None, repr=False)
 
-    def _request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True, attempt: int = 0) -> Any:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token()}"
@@ -43,6 +49,9 @@ class AirflowClient:
             if exc.code == 401 and auth and self._token and self.password:
                 self._token = None  # expired: get a new one once (a caller's own token cannot be renewed here)
                 return self._request(method, path, body, auth=auth)
+            if exc.code >= 500 and method in RETRIED and attempt < len(RETRY_WAITS):
+                time.sleep(RETRY_WAITS[attempt])
+                return self._request(method, path, body, auth=auth, attempt=attempt + 1)
             raise AirflowAPIError(f"Airflow {method} {path} -> HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise AirflowAPIError(f"Airflow at {self.base_url} did not answer {method} {path}: {exc}") from None
