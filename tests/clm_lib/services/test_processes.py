@@ -82,7 +82,8 @@ def test_start_find_and_stop_leave_nothing_behind(runtime_cfg, fake):
     assert os.getpgid(proc.pid) == proc.pid  # a process group of its own
     assert processes.pid_file(runtime_cfg, "fake").read_text().split()[0] == str(started.pid)
     task = _wait_for(lambda: proc.children())[0]
-    assert os.getpgid(task.pid) != proc.pid
+    # The child is seen as soon as it is forked; it moves to its own group a moment later, before exec.
+    _wait_for(lambda: os.getpgid(task.pid) != proc.pid)
     _wait_for(lambda: "fake component up" in processes.log_tail(started.log, started.log_offset))
 
     outcomes = processes.stop(runtime_cfg, [comp], timeout=10, task_grace=0.5)
