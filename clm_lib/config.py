@@ -1,6 +1,8 @@
 """Typed clm configuration: one YAML file, validated, with environment overrides.
 
-The file (default ``include/clm.yaml``, or ``$CLM_CONFIG``) is loaded into :class:`ClmConfig`.
+The file (default ``include/clm.yaml``, or ``$CLM_CONFIG``) is loaded into :class:`ClmConfig`, with a profile
+(``include/profiles/<name>.yaml``: where the stores are and which executor runs the tasks) merged over it when one
+is in force (``$CLM_PROFILE``, or the one ``clm init --profile`` recorded in the home).
 Any field can be overridden from the environment as ``CLM__<SECTION>__<FIELD>=value`` (values
 are parsed as YAML, so ``CLM__TRAINING__MAX_STEPS=50`` is an int). Relative paths are resolved
 against ``home`` (``$CLM_HOME``, default ``./.clm``), so one folder holds all local state.
@@ -25,6 +27,7 @@ from clm_lib.drift.config import DriftConfig
 from clm_lib.errors import ConfigError
 from clm_lib.evaluation.task_metrics import DEFAULT_METRIC, METRICS
 from clm_lib.redaction import SecretUrl, redact_text
+from clm_lib.services.config import ServerConfig
 from clm_lib.serving.config import ServingConfig
 from clm_lib.training.adapter_config import AdaptersConfig
 from clm_lib.training.placement import KubernetesTrainingConfig
@@ -396,6 +399,10 @@ class RegistryConfig(_Section):
     tracking_uri: SecretUrl | None = None
     """MLflow tracking URI (``$MLFLOW_TRACKING_URI`` wins). Default: SQLite under home. A secret, like
     ``database.url``; ``ClmConfig.tracking_uri`` is the real one."""
+    artifacts_uri: str | None = None
+    """Where the MLflow server ``clm up`` starts keeps artifacts (adapters, reports): a folder, or ``s3://bucket/prefix``
+    (endpoint and credentials from the standard ``AWS_*`` variables, which every client needs too: clients read and
+    write artifacts directly, the server does not proxy them). Default: ``mlartifacts`` under home."""
     experiment: str = "clm"
     model_name: str = "clm-assistant"
     """Registered model name; aliases ``champion`` and ``challenger`` live on it."""
@@ -418,17 +425,6 @@ class LakeConfig(_Section):
     on, or the live deployment depends on, keeps its files whatever this says (``clm_lib/data/maintenance.py``)."""
     optimize_target_mb: int = Field(default=128, ge=1)
     """Compaction rewrites small files into files of about this size."""
-
-
-class ServerConfig(_Section):
-    """Ports of the processes ``clm up`` starts, all bound to 127.0.0.1."""
-
-    host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
-    """Loopback only: clm never listens on other interfaces."""
-    airflow_port: int = Field(default=8080, ge=1, le=65535)
-    mlflow_port: int = Field(default=5000, ge=1, le=65535)
-    parallelism: int = Field(default=4, ge=1)
-    """Airflow ``[core] parallelism``: LocalExecutor worker processes (small machine)."""
 
 
 class ClmConfig(_Section):
@@ -576,6 +572,64 @@ def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[s
     return raw
 
 
+PROFILES = REPO_ROOT / "include" / "profiles"
+PROFILE_FILE = "profile"
+"""The file in a home that names its profile (written by ``clm init --profile``)."""
+
+
+def profile_name(raw: dict[str, Any], environ: dict[str, str]) -> str | None:
+    """The profile in force: ``$CLM_PROFILE``, else the one the home was initialised with, else None.
+
+    The home remembers it so that every command and every Airflow task in it sees the same stores without anyone
+    exporting anything; ``$CLM_PROFILE`` (``clm --profile``) wins for one command."""
+    if environ.get("CLM_PROFILE"):
+        return environ["CLM_PROFILE"]
+    paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}
+    home = environ.get("CLM_HOME") or environ.get(f"{ENV_PREFIX}PATHS__HOME") or paths.get("home") or ".clm"
+    marker = Path(str(home)).expanduser() / PROFILE_FILE
+    try:
+        return marker.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def profile_path(name: str) -> Path:
+    """``include/profiles/<name>.yaml``, or ``name`` itself when it is a path to a YAML file."""
+    if name.endswith((".yaml", ".yml")):
+        return Path(name).expanduser()
+    shipped = sorted(p.stem for p in PROFILES.glob("*.yaml"))
+    if name not in shipped:
+        raise ConfigError(f"unknown clm profile {name!r}: one of {', '.join(shipped)}, or a path to a .yaml file")
+    return PROFILES / f"{name}.yaml"
+
+
+def _read_profile(name: str) -> dict[str, Any]:
+    path = profile_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read clm profile {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"clm profile {path} is not valid YAML: {redact_text(str(exc))}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"clm profile {path} must be a mapping of sections, got {type(raw).__name__}")
+    if "home" in (raw.get("paths") or {}):
+        # The home is where a profile is remembered: a profile that moved it would lose itself.
+        raise ConfigError(f"clm profile {path}: paths.home cannot be set by a profile (set CLM_HOME)")
+    return raw
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
@@ -615,8 +669,11 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         raise ConfigError(f"clm config {path} is not valid YAML: {redact_text(str(exc))}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"clm config {path} must be a mapping of sections, got {type(raw).__name__}")
+    profile = profile_name(raw, environ)
+    if profile:
+        raw = _merge(raw, _read_profile(profile))
     raw = _apply_env_overrides(raw, environ)
     try:
         return ClmConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path))) from None
+        raise ConfigError(_format_errors(exc, str(path) + (f" with profile {profile}" if profile else ""))) from None

@@ -17,7 +17,7 @@ _RULES: dict[str, str | None] = {
     "paths": "where clm keeps its state: every process opens these at start-up",
     "database": "clm's own database, a secret: set it in the environment or the clm_default connection",
     "registry": "the MLflow store (a secret) and model name: renaming would orphan registered versions and aliases",
-    "server": "ports and process counts `clm up` starts with: read at start-up",
+    "server": "ports, executor and workers `clm up` starts with: change them in the file or profile, and restart",
     "serving": "the slot and router processes read it when they start: change it in the file and restart them",
     "model": "the base model every adapter is trained on: another one makes the trained adapters unusable",
     "data": "how landing files are read and validated: change it in the file, reviewed with the validation suite",

@@ -27,6 +27,8 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 E2E = REPO / "tests" / "e2e"
+OWN_STACK = ("tests/e2e/test_production_profile.py",)
+"""e2e files that start a stack of their own instead of sharing the session's."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,14 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under ``pytest -n N`` (``make test``) a file's tests stay on one worker, in order (module fixtures, numbered
     steps), and every e2e test shares one worker and its one stack, which mostly waits on Airflow while the other
-    worker runs the rest. (``--dist loadgroup`` would say the same with marks, but xdist 3.8 cannot rename pytest
-    9's node ids, so its groups are silently ignored.)"""
+    worker runs the rest; a file in ``OWN_STACK`` starts a stack of its own and goes to whichever worker is free.
+    (``--dist loadgroup`` would say the same with marks, but xdist 3.8 cannot rename pytest 9's node ids, so its
+    groups are silently ignored.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByFileE2eTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "e2e" if path.startswith("tests/e2e/") else path
+            return "e2e" if path.startswith("tests/e2e/") and path not in OWN_STACK else path
 
     return ByFileE2eTogether(config, log)
 

@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from clm_lib.config import DataConfig
@@ -116,6 +116,12 @@ class S3Landing:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def put(self, path: Path) -> str:
+        """Upload a local file as ``<prefix><its name>`` (one PUT: readers see the whole object or none of it)."""
+        key = self.prefix + path.name
+        self.s3.upload_file(str(path), self.bucket, key)
+        return self.uri(key)
 
     def list(self, formats: list[str], extensions: dict[str, str]) -> list[LandingObject]:
         """Objects directly under the prefix to ingest, oldest first (then by name)."""

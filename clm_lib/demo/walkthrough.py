@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
+from clm_lib.data.landing_s3 import S3Landing, is_remote
 from clm_lib.db import session_scope
 from clm_lib.db.models import DriftReport, Evaluation, GateDecision, IngestionBatch, TrainingRun
 from clm_lib.errors import ClmError
@@ -128,6 +129,15 @@ def already_ran(cfg: ClmConfig) -> bool:
         return s.scalars(select(IngestionBatch.id).limit(1)).first() is not None
 
 
+def _deliver(cfg: ClmConfig, drop: Path) -> None:
+    """Put a drop where the ingest DAG looks: the landing folder, or the ``s3://`` landing location."""
+    if is_remote(cfg.landing_uri):
+        S3Landing(cfg.landing_uri).put(drop)
+        return
+    cfg.landing_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(drop, cfg.landing_dir / drop.name)
+
+
 def run_walkthrough(
     cfg: ClmConfig,
     client: AirflowClient,
@@ -139,7 +149,6 @@ def run_walkthrough(
     for dag_id in DAGS:
         client.wait_for_dag(dag_id)
         client.unpause(dag_id)
-    cfg.landing_dir.mkdir(parents=True, exist_ok=True)
     rows: list[UpdateRow] = []
     echo(HEADER)
     for drop in drops:
@@ -147,7 +156,7 @@ def run_walkthrough(
         known_checks = {r["dag_run_id"] for r in client.runs("clm_drift_monitor", limit=100)}
         known_training = {r["dag_run_id"] for r in client.runs("clm_continual_training", limit=100)}
         known_promotion = {r["dag_run_id"] for r in client.runs("clm_promotion", limit=100)}
-        shutil.copy(drop, cfg.landing_dir / drop.name)
+        _deliver(cfg, drop)
         ingest_id = client.trigger("clm_ingest", {"reason": f"demo drop {drop.name}"})
         ingest = client.wait_for_run("clm_ingest", ingest_id, timeout=180)
         if ingest["state"] != "success":

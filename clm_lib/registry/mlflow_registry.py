@@ -7,6 +7,7 @@ audit log in the caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -200,6 +201,21 @@ def _filter_value(value: str) -> str:
     return value
 
 
+def _experiment(cfg: ClmConfig):
+    """clm's experiment, made active; created with ``registry.artifacts_uri`` as its artifact location when set.
+
+    A client on the backend store itself (no tracking server between) would otherwise put the experiment's
+    artifacts in ``./mlruns`` of whichever process created it first."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if cfg.registry.artifacts_uri and mlflow.get_experiment_by_name(cfg.registry.experiment) is None:
+        location = f"{cfg.registry.artifacts_uri.rstrip('/')}/{cfg.registry.experiment}"
+        with contextlib.suppress(MlflowException):  # created meanwhile by a concurrent task
+            mlflow.create_experiment(cfg.registry.experiment, artifact_location=location)
+    return mlflow.set_experiment(cfg.registry.experiment)
+
+
 def _create_version(cfg: ClmConfig, run: TrainingRun, evaluation: Evaluation) -> tuple[str, str]:
     import mlflow
     from mlflow.entities import RunStatus
@@ -210,7 +226,7 @@ def _create_version(cfg: ClmConfig, run: TrainingRun, evaluation: Evaluation) ->
     if not adapter.is_dir():
         raise RegistryError(f"training run {run.id} has no adapter at {adapter}")
     c = client(cfg)
-    experiment = mlflow.set_experiment(cfg.registry.experiment)
+    experiment = _experiment(cfg)
     tags = lineage_tags(run)
     earlier = c.search_runs(
         [experiment.experiment_id],

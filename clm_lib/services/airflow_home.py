@@ -100,6 +100,11 @@ def _load_state(cfg: ClmConfig) -> dict[str, str]:
     return state
 
 
+def chosen_sql_alchemy_conn(cfg: ClmConfig) -> str:
+    """The Airflow metadata DB URL the last :func:`render_config` chose (password included: connect with it only)."""
+    return _load_state(cfg).get("sql_alchemy_conn") or default_sql_alchemy_conn(cfg)
+
+
 def render_config(
     cfg: ClmConfig,
     *,
@@ -109,8 +114,9 @@ def render_config(
 ) -> Path:
     """Write ``$AIRFLOW_HOME/airflow.cfg`` from the template and return its path.
 
-    The Airflow DB URL is, in order: ``sql_alchemy_conn``, ``$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, the URL
-    chosen by an earlier ``clm init``, SQLite under the Airflow home. Secrets are generated on the first call only.
+    The Airflow DB URL is, in order: ``sql_alchemy_conn``, ``$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``,
+    ``server.airflow_database_url``, the URL chosen by an earlier ``clm init``, SQLite under the Airflow home.
+    Secrets are generated on the first call only.
     """
     home = airflow_home(cfg)
     home.mkdir(parents=True, exist_ok=True)
@@ -120,12 +126,17 @@ def render_config(
     state.setdefault("jwt_secret", secrets.token_urlsafe(64))
     # A Fernet key is 32 random bytes, urlsafe-base64 encoded.
     state.setdefault("fernet_key", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    configured = cfg.server.airflow_database_url
     state["sql_alchemy_conn"] = (
         sql_alchemy_conn
         or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        or (configured.get_secret_value() if configured else None)
         or state.get("sql_alchemy_conn")
         or default_sql_alchemy_conn(cfg)
     )
+    if cfg.server.executor == "celery" and state["sql_alchemy_conn"].startswith("sqlite"):
+        raise ClmError("server.executor is celery, which needs Airflow's metadata database on PostgreSQL "
+                       "(server.airflow_database_url); Airflow runs only the local executor on SQLite")
     try:
         text = template.read_text(encoding="utf-8")
     except OSError as exc:
@@ -136,6 +147,10 @@ def render_config(
         "host": cfg.server.host,
         "airflow_port": airflow_port or cfg.server.airflow_port,
         "parallelism": cfg.server.parallelism,
+        "executor": {"local": "LocalExecutor", "celery": "CeleryExecutor"}[cfg.server.executor],
+        "celery_queue": cfg.server.celery.queue,
+        "celery_broker_url": cfg.server.celery.broker_url.get_secret_value(),
+        "celery_concurrency": cfg.server.celery.concurrency,
         "sql_alchemy_conn": state["sql_alchemy_conn"],
         "secret_key": state["secret_key"],
         "jwt_secret": state["jwt_secret"],

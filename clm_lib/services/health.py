@@ -101,6 +101,23 @@ def kafka_health(port: int | None) -> Health:
     return Health(True, "healthy")
 
 
+def celery_health(broker_url: str, worker: str) -> Health:
+    """The local Celery worker answers a ping through the broker: Celery's own liveness check, which also proves
+    the broker takes messages (a live process with a broker gone would run nothing)."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    app = Celery(broker=broker_url, set_as_current=False)
+    app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0, broker_connection_timeout=2)
+    try:
+        replies = app.control.ping(destination=[worker], timeout=1.0)
+    except (OperationalError, OSError) as exc:
+        return Health(False, f"broker: {type(exc).__name__}")
+    finally:
+        app.close()
+    return Health(True, "healthy") if replies else Health(False, "no answer to ping")
+
+
 @dataclass(frozen=True)
 class ComponentStatus:
     """One row of ``clm status``."""
@@ -138,6 +155,8 @@ def stack_status(cfg: ClmConfig, stack: Stack, *, with_memory: bool = False) -> 
             health = mlflow_health(stack.mlflow_url)
         elif comp.name == "kafka":
             health = kafka_health(stack.kafka_port)
+        elif comp.name == "celery-worker":
+            health = celery_health(cfg.server.celery.broker_url.get_secret_value(), stack.celery_worker_name)
         else:
             health = job_health(comp.name, answer, started_at=_started(cfg, comp.name))
         rss, pss = processes.memory(processes.family(proc)) if proc is not None and with_memory else (0, 0)

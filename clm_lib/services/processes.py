@@ -1,4 +1,5 @@
-"""Start, find and stop the processes of clm's local stack: four Airflow components and a lean MLflow server.
+"""Start, find and stop the processes of clm's local stack: four Airflow components (and a Celery worker under
+the CeleryExecutor) and a lean MLflow server.
 
 Every process runs in its own session (so its own process group), writes to ``<logs>/<name>.log`` and has a pid
 file in ``$CLM_HOME/run/``. A pid file is trusted only if the process behind it still looks like the component and
@@ -9,6 +10,7 @@ the running stack for ``clm status`` / ``clm down``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -61,6 +63,18 @@ class Stack:
     kafka_port: int | None = None
     """Port of the local Kafka-protocol broker (Tansu) on 127.0.0.1; None when ``ingest.kafka`` is off or points
     at brokers elsewhere, which clm does not start."""
+    artifacts_root: str | None = None
+    """Where the local MLflow server keeps artifacts (``registry.artifacts_uri``); None: ``mlartifacts`` in home."""
+    executor: str = "local"
+    celery_queue: str = "default"
+    celery_concurrency: int = 2
+
+    @property
+    def celery_worker_name(self) -> str:
+        """The local Celery worker's node name: this home's own, so that a ping finds this worker and no other
+        one on a shared broker."""
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:8]
+        return f"clm-{digest}@{socket.gethostname()}"
 
     @property
     def airflow_url(self) -> str:
@@ -90,6 +104,13 @@ class Stack:
             Component("dag-processor", (*airflow, "dag-processor"), r"airflow.*dag[-_]processor"),
             Component("triggerer", (*airflow, "triggerer", "--skip-serve-logs"), r"airflow.*triggerer"),
         ]
+        if self.executor == "celery":
+            # --skip-serve-logs: as for the scheduler; the API server reads the task logs from the shared folder.
+            worker = (
+                *airflow, "celery", "worker", "--skip-serve-logs", "--queues", self.celery_queue,
+                "--concurrency", str(self.celery_concurrency), "--celery-hostname", self.celery_worker_name,
+            )  # fmt: skip
+            comps.append(Component("celery-worker", worker, r"airflow.*celery.*worker|celery"))
         if self.tracking_store:
             mlflow = Component(
                 "mlflow",
@@ -98,7 +119,8 @@ class Stack:
                     "--host", self.host, "--port", str(self.mlflow_port), "--workers", "1",
                     # Artifacts are plain files under CLM_HOME: a client on the SQLite store directly and one
                     # going through this server read and write the same place.
-                    "--default-artifact-root", str(self.home / "mlartifacts"), "--no-serve-artifacts",
+                    "--default-artifact-root", self.artifacts_root or str(self.home / "mlartifacts"),
+                    "--no-serve-artifacts",
                 ),
                 r"mlflow.*server",
                 self.mlflow_url,
@@ -191,6 +213,10 @@ def plan_stack(cfg: ClmConfig, airflow_port: int | None = None, mlflow_port: int
         tracking_store=None if remote else uri,
         remote_tracking_uri=uri if remote else None,
         kafka_port=local_kafka_port(cfg),
+        artifacts_root=cfg.registry.artifacts_uri,
+        executor=cfg.server.executor,
+        celery_queue=cfg.server.celery.queue,
+        celery_concurrency=cfg.server.celery.concurrency,
     )
 
 

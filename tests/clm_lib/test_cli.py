@@ -23,7 +23,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # monkeypatch restores both even though `clm --home/--config` rewrite them in os.environ.
     monkeypatch.setenv("CLM_HOME", str(home))
     monkeypatch.setenv("CLM_CONFIG", str(REPO / "include" / "clm.yaml"))
-    for var in ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "CLM_DATABASE_URL"):
+    for var in ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "CLM_DATABASE_URL", "CLM_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     return home
 
@@ -31,7 +31,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _run(*args: str):
     # Passing the variables makes the runner restore them afterwards: `--home`/`--config` set them in
     # os.environ, which in a real shell lasts only as long as the one `clm` process.
-    env = {k: os.environ[k] for k in ("CLM_HOME", "CLM_CONFIG")}
+    env = {k: os.environ.get(k) for k in ("CLM_HOME", "CLM_CONFIG", "CLM_PROFILE")}
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
@@ -157,6 +157,26 @@ def test_init_on_postgresql_is_idempotent(home, postgres_url):
     finally:
         engine.dispose()
     assert not (home / "airflow" / "airflow.db").exists()
+
+
+def test_an_unknown_profile_is_refused_before_the_home_remembers_it(home):
+    result = _run("init", "--profile", "staging")
+    assert result.exit_code == 2 and "unknown clm profile 'staging': one of production" in result.stderr
+    assert not (home / "profile").exists()
+
+
+def test_init_with_a_profile_whose_database_does_not_answer_says_which(home, tmp_path):
+    closed = _free_port()
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(f"database: {{url: 'postgresql+psycopg2://clm:pw@127.0.0.1:{closed}/clm'}}\n")
+    result = _run("init", "--profile", str(profile))
+    assert result.exit_code == 2, result.output
+    assert f"cannot create or check database 'clm' on postgresql+psycopg2://clm:***@127.0.0.1:{closed}/clm" in (
+        result.stderr
+    )
+    assert "pw@" not in result.output
+    # The home keeps the choice: `clm init` again, once the database answers, goes on with the same profile.
+    assert (home / "profile").read_text().strip() == str(profile)
 
 
 def test_clm_outside_a_checkout_says_so_in_one_line_and_creates_nothing(tmp_path):

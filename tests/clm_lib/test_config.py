@@ -178,3 +178,58 @@ def test_kafka_settings_are_checked_and_off_by_default(env, field, tmp_path: Pat
     with pytest.raises(ConfigError) as err:
         load_config(environ={"CLM_HOME": str(tmp_path), **env})
     assert field in str(err.value)
+
+
+PROFILES = sorted((REPO / "include" / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", [p.stem for p in PROFILES])
+def test_every_shipped_profile_loads_over_every_shipped_config(profile: str, tmp_path: Path):
+    for path in SHIPPED:
+        plain = load_config(path, environ={"CLM_HOME": str(tmp_path)})
+        cfg = load_config(path, environ={"CLM_HOME": str(tmp_path), "CLM_PROFILE": profile})
+        assert cfg.home == tmp_path and cfg.data.tasks == plain.data.tasks  # where things live changes, not what
+
+
+def test_the_production_profile_moves_the_stores_and_the_executor_only(tmp_path: Path):
+    plain = load_config(REPO / "include" / "clm.yaml", environ={"CLM_HOME": str(tmp_path)})
+    cfg = load_config(REPO / "include" / "clm.yaml", environ={"CLM_HOME": str(tmp_path), "CLM_PROFILE": "production"})
+    assert (cfg.server.executor, cfg.lake_uri, cfg.landing_uri) == ("celery", "s3://clm/lake", "s3://clm/landing")
+    assert cfg.database_url.startswith("postgresql") and cfg.tracking_uri.startswith("postgresql")
+    assert cfg.registry.artifacts_uri == "s3://clm/mlartifacts"
+    changed = {k for k, v in cfg.model_dump(mode="json").items() if plain.model_dump(mode="json")[k] != v}
+    assert changed == {"paths", "database", "registry", "server"}
+    # The environment still wins over the profile, field by field.
+    env = {"CLM_HOME": str(tmp_path), "CLM_PROFILE": "production", "CLM_DATA_URI": "s3://other/lake",
+           "CLM__SERVER__CELERY__CONCURRENCY": "4"}  # fmt: skip
+    cfg = load_config(REPO / "include" / "clm.yaml", environ=env)
+    assert (cfg.lake_uri, cfg.server.celery.concurrency, cfg.server.executor) == ("s3://other/lake", 4, "celery")
+
+
+def test_the_home_remembers_its_profile_and_the_environment_overrides_it(tmp_path: Path):
+    (tmp_path / "profile").write_text("production\n")
+    clm_yaml = REPO / "include" / "clm.yaml"
+    assert load_config(clm_yaml, environ={"CLM_HOME": str(tmp_path)}).server.executor == "celery"
+    other = tmp_path / "mine.yaml"
+    other.write_text("server: {executor: local, parallelism: 2}\n")
+    cfg = load_config(clm_yaml, environ={"CLM_HOME": str(tmp_path), "CLM_PROFILE": str(other)})
+    assert (cfg.server.executor, cfg.server.parallelism, cfg.lake_uri) == ("local", 2, str(tmp_path / "lake"))
+
+
+@pytest.mark.parametrize(
+    ("profile", "text", "message"),
+    [
+        ("staging", None, r"unknown clm profile 'staging': one of .*production"),
+        ("p.yaml", "server: {executr: celery}", r"with profile .*p.yaml:\n  server.executr: Extra inputs"),
+        ("p.yaml", "server: {executor: kubernetes}", r"server.executor: Input should be 'local' or 'celery'"),
+        ("p.yaml", "paths: {home: /elsewhere}", r"paths.home cannot be set by a profile"),
+        ("p.yaml", "- a list", r"must be a mapping of sections"),
+        ("missing.yaml", None, r"cannot read clm profile"),
+    ],
+)
+def test_a_bad_profile_is_refused_with_what_is_wrong(profile, text, message, tmp_path: Path):
+    if text is not None:
+        (tmp_path / profile).write_text(text)
+    path = str(tmp_path / profile) if profile.endswith(".yaml") else profile
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "include" / "clm.yaml", environ={"CLM_HOME": str(tmp_path), "CLM_PROFILE": path})

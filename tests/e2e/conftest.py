@@ -3,7 +3,7 @@
 ``airflow_stack`` runs ``clm init`` and ``clm up`` as subprocesses (the real CLI) in a temp CLM_HOME on free
 ports, once per test session, and ``clm down`` at the end, checking that no process is left behind. The config is
 ``include/tiny.yaml`` when it exists (small and fast), else ``include/clm.yaml``. Timings go to
-``<pytest basetemp>/clm-e2e-timings.json`` and to stdout (``-s``).
+``<pytest basetemp>/<name>-timings.json`` and to stdout (``-s``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,17 +113,25 @@ def _run_clm(env: dict[str, str], *args: str, timeout: float) -> tuple[subproces
     return done, time.monotonic() - t0
 
 
-@pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("clm-e2e") / "home"
+@contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    env: dict[str, str],
+    init_args: tuple[str, ...] = (),
+    reserved: frozenset[int] = frozenset(),
+) -> Iterator[AirflowStack]:
+    """``clm init`` and ``clm up`` in a new home on free ports, with ``env`` on top of this process's environment
+    (less the variables that must not leak in); ``clm down`` afterwards, checking that no process is left behind.
+    ``reserved``: ports ``env`` already gives to something else."""
+    home = tmp_path_factory.mktemp(name) / "home"
     tiny = REPO / "include" / "tiny.yaml"
     config = tiny if tiny.exists() else REPO / "include" / "clm.yaml"
     ports_taken: set[int] = set()
-    while len(ports_taken) < 6:  # Airflow, MLflow, the serving router and its two slots, the Kafka broker
+    while len(ports_taken - reserved) < 5:  # Airflow, MLflow, the serving router and its two slots
         ports_taken.add(free_port())
-    airflow_port, mlflow_port, router_port, blue_port, green_port, kafka_port = sorted(ports_taken)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
-    env |= {
+    airflow_port, mlflow_port, router_port, blue_port, green_port = sorted(ports_taken - reserved)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)} | {
         "CLM_HOME": str(home),
         "CLM_CONFIG": str(config),
         # Commands that read cfg.server (clients of the API, say) find this stack's ports.
@@ -131,15 +141,12 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
         "CLM__SERVING__ROUTER_PORT": str(router_port),
         "CLM__SERVING__BLUE_PORT": str(blue_port),
         "CLM__SERVING__GREEN_PORT": str(green_port),
-        # Kafka ingestion on: `clm up` starts a Tansu broker, and clm_ingest_stream gets its Asset watcher.
-        "CLM__INGEST__KAFKA__ENABLED": "true",
-        "CLM__INGEST__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
-    }
+    } | env
     ports = ("--airflow-port", str(airflow_port), "--mlflow-port", str(mlflow_port))
     timings: dict[str, float] = {}
     stack = None
     try:
-        init, timings["clm_init_s"] = _run_clm(env, "init", *ports, timeout=600)
+        init, timings["clm_init_s"] = _run_clm(env, "init", *ports, *init_args, timeout=600)
         assert init.returncode == 0, f"clm init failed:\n{init.stdout}\n{init.stderr}"
         up, timings["clm_up_s"] = _run_clm(env, "up", *ports, timeout=600)
         assert up.returncode == 0, f"clm up failed:\n{up.stdout}\n{up.stderr}"
@@ -162,12 +169,21 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory):
         procs = stack.processes() if stack else []
         down, timings["clm_down_s"] = _run_clm(env, "down", timeout=300)
         psutil.wait_procs(procs, timeout=10)
-        timings_file = tmp_path_factory.getbasetemp() / "clm-e2e-timings.json"
+        timings_file = tmp_path_factory.getbasetemp() / f"{name}-timings.json"
         timings_file.write_text(json.dumps(timings, indent=2))
-        print(f"\nclm e2e timings: {timings}")
+        print(f"\n{name} timings: {timings}")
         assert down.returncode == 0, f"clm down failed:\n{down.stdout}\n{down.stderr}"
         left = _alive(procs)
         assert not left, f"clm down left processes behind: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    kafka_port = free_port()
+    # Kafka ingestion on: `clm up` starts a Tansu broker, and clm_ingest_stream gets its Asset watcher.
+    kafka = {"CLM__INGEST__KAFKA__ENABLED": "true", "CLM__INGEST__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}"}
+    with running_stack(tmp_path_factory, "clm-e2e", kafka, reserved=frozenset({kafka_port})) as stack:
+        yield stack
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,15 @@ def test_the_lineage_names_the_prompt_format_the_adapter_was_trained_with(tmp_pa
     assert json.loads(lineage_tags(run)["clm.prompt"]) == {"kind": "template", "template": PromptConfig().template}
     save_prompt_config(PromptConfig(kind="chat", system="Triage."), tmp_path / "adapter")
     assert json.loads(lineage_tags(run)["clm.prompt"]) == {"kind": "chat", "system": "Triage."}
+
+
+def test_the_experiment_keeps_its_artifacts_where_the_config_says_even_without_a_server(cfg, mlflow_uri, tmp_path):
+    # A client on the store itself (no tracking server) would otherwise create it with ./mlruns of its own cwd.
+    from clm_lib.registry import mlflow_registry
+
+    cfg.registry.tracking_uri = mlflow_uri
+    cfg.registry.artifacts_uri = str(tmp_path / "artifacts")
+    mlflow_registry.client(cfg)
+    experiment = mlflow_registry._experiment(cfg)
+    assert experiment.artifact_location.endswith(f"{tmp_path / 'artifacts'}/{cfg.registry.experiment}")
+    assert mlflow_registry._experiment(cfg).experiment_id == experiment.experiment_id  # found, not made again

@@ -16,6 +16,6 @@ def runtime_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # ClmConfig.home reads $CLM_HOME itself, so the environment (not load_config's environ) must point at tmp.
     monkeypatch.setenv("CLM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CLM_CONFIG", str(REPO / "include" / "clm.yaml"))
-    for var in ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "CLM_DATABASE_URL"):
+    for var in ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "CLM_DATABASE_URL", "CLM_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     return load_config()

@@ -28,9 +28,12 @@ def _mode(path: Path) -> int:
 
 
 def test_template_uses_only_options_airflow_3_3_knows():
+    from airflow.providers.celery.get_provider_info import get_provider_info
+
     spec = importlib.util.find_spec("airflow")
     assert spec and spec.submodule_search_locations
     known = yaml.safe_load((Path(spec.submodule_search_locations[0]) / "config_templates" / "config.yml").read_text())
+    known |= get_provider_info()["config"]  # [celery] is the Celery provider's
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(TEMPLATE.read_text())
     unknown = [
@@ -79,6 +82,28 @@ def test_db_url_precedence_option_then_env_then_remembered(runtime_cfg, monkeypa
     assert _read_cfg(render_config(runtime_cfg))["database"]["sql_alchemy_conn"] == pg
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/other.db")
     assert _read_cfg(render_config(runtime_cfg))["database"]["sql_alchemy_conn"] == "sqlite:////tmp/other.db"
+
+
+def test_the_executor_and_its_broker_come_from_the_server_section(runtime_cfg):
+    parsed = _read_cfg(render_config(runtime_cfg))
+    assert parsed["core"]["executor"] == "LocalExecutor"
+    pg = "postgresql+psycopg2://airflow:pw@127.0.0.1:5432/airflow"
+    runtime_cfg.server.executor = "celery"
+    runtime_cfg.server.airflow_database_url = pg
+    runtime_cfg.server.celery.broker_url = "redis://:s3cret@127.0.0.1:6379/3"
+    runtime_cfg.server.celery.queue = "clm-a"
+    parsed = _read_cfg(render_config(runtime_cfg))
+    assert parsed["core"]["executor"] == "CeleryExecutor" and parsed["database"]["sql_alchemy_conn"] == pg
+    assert parsed["celery"]["broker_url"] == "redis://:s3cret@127.0.0.1:6379/3"  # a private file, mode 0600
+    assert (parsed["operators"]["default_queue"], parsed["celery"]["worker_concurrency"]) == ("clm-a", "2")
+    assert "result_backend" not in parsed["celery"]  # Airflow's default: db+ its metadata database
+
+
+def test_the_celery_executor_on_sqlite_is_refused_before_anything_is_written(runtime_cfg):
+    runtime_cfg.server.executor = "celery"
+    with pytest.raises(ClmError, match=r"server.executor is celery.*PostgreSQL.*server.airflow_database_url"):
+        render_config(runtime_cfg)
+    assert not airflow_home.config_path(runtime_cfg).exists()
 
 
 def test_render_template_fills_escapes_and_refuses_what_it_cannot_render():

@@ -84,3 +84,16 @@ def test_stack_status_of_a_stack_that_is_not_running(runtime_cfg):
     assert [r.name for r in rows] == ["mlflow", "api-server", "scheduler", "dag-processor", "triggerer"]
     assert all(not r.alive and r.pid is None and r.health == health.Health(False, "not running") for r in rows)
     assert rows[1].address == "http://127.0.0.1:18003" and rows[2].address is None
+
+
+def test_a_celery_worker_is_healthy_only_when_it_answers_a_ping_through_the_broker():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    down = health.celery_health(f"redis://127.0.0.1:{closed}/0", "clm-x@host")
+    assert not down.ok and down.detail.startswith("broker: ")
+    # The Redis every machine of this project runs (STACK.md); no worker of that name listens on it.
+    silent = health.celery_health("redis://127.0.0.1:6379/15", "clm-nobody@nowhere")
+    assert silent == health.Health(False, "no answer to ping")

@@ -252,3 +252,25 @@ def test_stack_record_holds_no_password_yet_gives_it_back(runtime_cfg, monkeypat
     assert processes.load_stack(cfg) == stack  # the real URL comes back from the config, not the file
     monkeypatch.setenv("CLM__REGISTRY__TRACKING_URI", "postgresql+psycopg2://mlflow:hunter2@elsewhere/mlflow")
     assert processes.load_stack(load_config()).tracking_store == "postgresql+psycopg2://mlflow:***@db:5432/mlflow"
+
+
+def test_the_celery_executor_adds_a_worker_of_this_home_on_its_queue(runtime_cfg):
+    assert "celery-worker" not in [c.name for c in processes.plan_stack(runtime_cfg).components()]
+    runtime_cfg.server.executor = "celery"
+    runtime_cfg.server.celery.queue = "clm-a"
+    runtime_cfg.registry.artifacts_uri = "s3://bucket/mlartifacts"
+    stack = processes.plan_stack(runtime_cfg)
+    comps = {c.name: c for c in stack.components()}
+    assert list(comps)[-1] == "celery-worker"
+    worker = comps["celery-worker"].argv
+    option = {worker[i]: worker[i + 1] for i in range(len(worker) - 1)}
+    assert worker[1:5] == ("-m", "airflow", "celery", "worker") and "--skip-serve-logs" in worker
+    assert (option["--queues"], option["--concurrency"]) == ("clm-a", "2")
+    assert option["--celery-hostname"] == stack.celery_worker_name
+    elsewhere = processes.plan_stack(runtime_cfg.model_copy(update={"paths": runtime_cfg.paths.model_copy(
+        update={"home": runtime_cfg.home / "other"})}))  # fmt: skip
+    assert elsewhere.celery_worker_name != stack.celery_worker_name  # a ping finds this home's worker only
+    mlflow = comps["mlflow"].argv
+    assert mlflow[mlflow.index("--default-artifact-root") + 1] == "s3://bucket/mlartifacts"
+    processes.save_stack(runtime_cfg, stack)
+    assert processes.load_stack(runtime_cfg) == stack  # `clm status` / `clm down` know the worker is theirs
