@@ -603,16 +603,24 @@ def profile_path(name: str) -> Path:
     return PROFILES / f"{name}.yaml"
 
 
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in ``path``; ``what`` names the file in errors ("clm config", "clm profile")."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {redact_text(str(exc))}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
 def _read_profile(name: str) -> dict[str, Any]:
     path = profile_path(name)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read clm profile {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"clm profile {path} is not valid YAML: {redact_text(str(exc))}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"clm profile {path} must be a mapping of sections, got {type(raw).__name__}")
+    raw = _read_mapping(path, "clm profile")
     if "home" in (raw.get("paths") or {}):
         # The home is where a profile is remembered: a profile that moved it would lose itself.
         raise ConfigError(f"clm profile {path}: paths.home cannot be set by a profile (set CLM_HOME)")
@@ -659,16 +667,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         # The shipped config puts home at ./.clm: anywhere else clm would create a stray, empty state folder.
         raise ConfigError(NO_CONFIG)
     path = Path(path or environ.get("CLM_CONFIG") or DEFAULT_CONFIG)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read clm config {path}: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"clm config {path} is not valid YAML: {redact_text(str(exc))}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"clm config {path} must be a mapping of sections, got {type(raw).__name__}")
+    raw = _read_mapping(path, "clm config")
     profile = profile_name(raw, environ)
     if profile:
         raw = _merge(raw, _read_profile(profile))
