@@ -10,28 +10,17 @@ import pytest
 from click.testing import CliRunner
 
 from clm_lib.cli import cli
-from clm_lib.config import REPO_ROOT, load_config
+from clm_lib.config import load_config
 from clm_lib.demo.stream import generate_task, write_records
 from clm_lib.evaluation.domain_comparison import COMPARISON_FILE
 from clm_lib.reporting.domain import domain_adaptations
 
 from .test_domain import write_text
 
-TINY = REPO_ROOT / "include" / "tiny.yaml"
-
 
 @pytest.fixture
-def env(tmp_path, tiny_base, monkeypatch) -> dict[str, str]:
-    values = {
-        "CLM_CONFIG": str(TINY),
-        "CLM_HOME": str(tmp_path / "home"),
-        "CLM__MODEL__BASE_PATH": str(tiny_base),
-        "CLM__TRAINING__DOMAIN__MAX_STEPS": "6",
-        "CLM__TRAINING__DOMAIN__CHUNK_TOKENS": "64",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+def env(tiny_clm_env) -> dict[str, str]:
+    return tiny_clm_env(CLM__TRAINING__DOMAIN__MAX_STEPS="6", CLM__TRAINING__DOMAIN__CHUNK_TOKENS="64")
 
 
 def _clm(*args: str, env: dict[str, str]):

@@ -27,17 +27,8 @@ TINY = REPO_ROOT / "include" / "tiny.yaml"
 
 
 @pytest.fixture
-def env(tmp_path, tiny_base, monkeypatch) -> dict[str, str]:
-    values = {
-        "CLM_CONFIG": str(TINY),
-        "CLM_HOME": str(tmp_path / "home"),
-        "CLM__MODEL__BASE_PATH": str(tiny_base),
-        "CLM__TRAINING__MAX_STEPS": "8",
-        "CLM__TRAINING__CHECKPOINT_EVERY": "4",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+def env(tiny_clm_env) -> dict[str, str]:
+    return tiny_clm_env(CLM__TRAINING__MAX_STEPS="8", CLM__TRAINING__CHECKPOINT_EVERY="4")
 
 
 def _clm(*args: str, env: dict[str, str]):
