@@ -293,6 +293,8 @@ def up(ctx: click.Context, airflow_port: int | None, mlflow_port: int | None, ti
         return
     if stack.kafka_port and any(c.name == "kafka" for c in missing):
         processes.tansu_binary()  # says how to install it, before anything starts
+    if stack.executor == "celery":
+        _check_broker(cfg)
     processes.check_ports_free(stack, [c.name for c in missing])
     processes.save_stack(cfg, stack)
     env = airflow_home.airflow_env(cfg, mlflow_tracking_uri=stack.tracking_uri)
@@ -311,6 +313,15 @@ def up(ctx: click.Context, airflow_port: int | None, mlflow_port: int | None, ti
         _kafka_topic(cfg)
         click.echo(f"  Kafka    127.0.0.1:{stack.kafka_port}  topic {cfg.ingest.kafka.topic} (messages kept in memory)")
     click.echo(f"  logs     {cfg.logs_dir}")
+
+
+def _check_broker(cfg: ClmConfig) -> None:
+    # Celery would retry the broker for minutes while `clm up` waited on a worker that can never be ready.
+    url = cfg.server.celery.broker_url.get_secret_value()
+    problem = health.broker_problem(url)
+    if problem:
+        raise ClmError(f"the Celery broker {redact_url(url)} does not answer ({problem}): start it (Debian: "
+                       "apt install redis-server) or point server.celery.broker_url at yours")
 
 
 def _kafka_topic(cfg: ClmConfig) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from clm_lib.config import ClmConfig
+from clm_lib.redaction import redact_text
 from clm_lib.services import processes
 from clm_lib.services.processes import Stack
 
@@ -99,6 +100,21 @@ def kafka_health(port: int | None) -> Health:
     except OSError:
         return Health(False, "no answer")
     return Health(True, "healthy")
+
+
+def broker_problem(broker_url: str) -> str | None:
+    """Why the Celery broker at ``broker_url`` cannot be reached, or None when it answers."""
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+
+    conn = Connection(broker_url, connect_timeout=2)
+    try:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    except (OperationalError, OSError) as exc:
+        return redact_text(str(exc)) or type(exc).__name__
+    finally:
+        conn.release()
+    return None
 
 
 def celery_health(broker_url: str, worker: str) -> Health:

@@ -179,6 +179,19 @@ def test_init_with_a_profile_whose_database_does_not_answer_says_which(home, tmp
     assert (home / "profile").read_text().strip() == str(profile)
 
 
+def test_up_under_celery_with_no_broker_says_so_before_starting_anything(home, monkeypatch):
+    closed = _free_port()
+    (home / "airflow").mkdir(parents=True)
+    (home / "airflow" / "airflow.cfg").write_text("[core]\n")  # as if `clm init` had run
+    monkeypatch.setenv("CLM__SERVER__EXECUTOR", "celery")
+    monkeypatch.setenv("CLM__SERVER__AIRFLOW_DATABASE_URL", "postgresql+psycopg2://airflow@127.0.0.1:5432/airflow")
+    monkeypatch.setenv("CLM__SERVER__CELERY__BROKER_URL", f"redis://:hunter2@127.0.0.1:{closed}/0")
+    result = _run("up", "--timeout", "5")
+    assert result.exit_code == 2, result.output
+    assert f"the Celery broker redis://:***@127.0.0.1:{closed}/0 does not answer" in result.stderr
+    assert "hunter2" not in result.output and not list((home / "run").glob("*.pid"))
+
+
 def test_clm_outside_a_checkout_says_so_in_one_line_and_creates_nothing(tmp_path):
     import subprocess
 
