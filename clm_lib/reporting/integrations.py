@@ -30,7 +30,7 @@ from clm_lib.config import DEFAULT_CONFIG, ENV_PREFIX, WELL_KNOWN_ENV, ClmConfig
 from clm_lib.reporting import stores
 from clm_lib.reporting.schema import DOCUMENTED
 from clm_lib.reporting.stores import first_line, missing_sqlite, redact_url
-from clm_lib.services.health import MLFLOW_HEALTH_PATH, http_ok
+from clm_lib.services.health import MLFLOW_HEALTH_PATH, broker_problem, http_ok
 
 TIMEOUT_S = 2.0
 """Per check: a dead system costs the page this long, never more."""
@@ -93,7 +93,7 @@ def build_integrations(
     environ = dict(os.environ if environ is None else environ)
     checks = [
         _mlflow(cfg, connection, environ), _database(cfg, connection, environ), _lake(cfg, connection, environ),
-        _kafka(cfg), _kubernetes(cfg), _gpu(cfg),
+        _kafka(cfg), _celery(cfg), _kubernetes(cfg), _gpu(cfg),
     ]  # fmt: skip
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         done = list(pool.map(_run, checks))
@@ -194,6 +194,15 @@ def _kafka(cfg: ClmConfig) -> _Check:
     first = str(servers).split(",")[0].strip()
     return _Check("Kafka", redact_url(str(servers)), "config ingest.kafka.bootstrap_servers",
                   lambda: tcp(f"kafka://{first}"), "broker")  # fmt: skip
+
+
+def _celery(cfg: ClmConfig) -> _Check:
+    if cfg.server.executor != "celery":
+        return _Check("Celery broker", "", "server.executor", None,
+                      "server.executor is 'local': the LocalExecutor runs tasks beside the scheduler")  # fmt: skip
+    url = cfg.server.celery.broker_url.get_secret_value()
+    return _Check("Celery broker", redact_url(url), "server.celery.broker_url", lambda: broker_problem(url),
+                  f"CeleryExecutor, queue {cfg.server.celery.queue}")  # fmt: skip
 
 
 def _kubernetes(cfg: ClmConfig) -> _Check:

@@ -28,16 +28,32 @@ def test_local_stores_reachable_and_the_rest_not_configured(tmp_path, mlflow_uri
     cfg.home.joinpath("lake").mkdir(parents=True)
     found = _by_name(build_integrations(cfg, environ={"CLM__DATABASE__URL": db}))
 
-    assert list(found)[:6] == ["MLflow", "clm's database", "Data lake", "Kafka", "Kubernetes", "GPU nodes"]
+    assert list(found)[:7] == [
+        "MLflow", "clm's database", "Data lake", "Kafka", "Celery broker", "Kubernetes", "GPU nodes",
+    ]  # fmt: skip
     assert [found[f"Alerts: {c}"].state for c in ("email", "webhook", "apprise")] == ["not configured"] * 3
     for name in ("MLflow", "clm's database", "Data lake"):
         assert found[name].state == "reachable" and found[name].since is None, found[name]
         assert found[name].latency_ms is not None and found[name].latency_ms >= 0
     assert found["clm's database"].configured_in == "environment $CLM__DATABASE__URL"
     assert found["Data lake"].configured_in == "default (under CLM_HOME)"
-    for name in ("Kafka", "Kubernetes", "GPU nodes"):
+    for name in ("Kafka", "Celery broker", "Kubernetes", "GPU nodes"):
         assert found[name].state == "not configured" and found[name].latency_ms is None
-    assert "'local'" in found["Kubernetes"].detail
+    assert "'local'" in found["Kubernetes"].detail and "LocalExecutor" in found["Celery broker"].detail
+
+
+def test_the_celery_broker_is_checked_under_the_celery_executor_and_its_password_never_shown(tmp_path, clean_env):
+    cfg = _cfg(tmp_path / "home", db_url=f"sqlite:///{tmp_path / 'clm.db'}", tracking_uri="http://127.0.0.1:1")
+    cfg.server.executor = "celery"
+    cfg.server.celery.broker_url = "redis://127.0.0.1:6379/15"  # the Redis of every machine here (STACK.md)
+    up = _by_name(build_integrations(cfg, environ={}))["Celery broker"]
+    assert (up.state, up.detail, up.configured_in) == ("reachable", "CeleryExecutor, queue default",
+                                                       "server.celery.broker_url")  # fmt: skip
+    port = _closed_port()
+    cfg.server.celery.broker_url = f"redis://:hunter2secret@127.0.0.1:{port}/0"
+    down = _by_name(build_integrations(cfg, environ={}))["Celery broker"]
+    assert down.state == "unreachable" and down.since is not None and "refused" in down.detail.lower()
+    assert down.address == f"redis://:***@127.0.0.1:{port}/0" and "hunter2secret" not in repr(down)
 
 
 def test_dead_stores_are_unreachable_fast_with_since_and_no_password(tmp_path, clean_env):
