@@ -441,7 +441,7 @@ def demo(ctx: click.Context, drops: int, rows_per_drop: int) -> None:
         files = write_demo_drops(cfg.home / "demo" / "drops", tasks=tasks, n_per_task=rows_per_drop, seed=0)
         # Last, more of what the model already knows: the drift check should find nothing worth retraining for.
         files.append(write_steady_drop(cfg.home / "demo" / "drops", tasks, rows_per_drop // 2, 101, len(files) + 1))
-        click.echo(f"\nDropping {len(files)} files into {cfg.landing_dir}, one at a time; Airflow does the rest.")
+        click.echo(f"\nDropping {len(files)} files into {cfg.landing_uri}, one at a time; Airflow does the rest.")
         client = AirflowClient(stack.airflow_url, creds[0], creds[1])
         # This process and the `clm rollback` it runs must see the registry the stack's tasks write to.
         os.environ["MLFLOW_TRACKING_URI"] = stack.tracking_uri
