@@ -59,7 +59,7 @@ def test_a_viewer_reads_the_forms_disabled_and_cannot_post(client, tokens, seede
     assert re.search(r'<input id="f-deploy.bake_seconds" name="f:deploy.bake_seconds" value="5.0"[^>]* disabled>', html)
     assert "clm_csrf" not in html and 'id="viewer-note"' in html and "Preview the change" not in html
     # Read-only fields say why; a secret is never shown, not even redacted.
-    assert "server.airflow_port" in html and "read at start-up" in html.split("server.airflow_port", 1)[1][:800]
+    assert "server.airflow_port" in html and "and restart" in html.split("server.airflow_port", 1)[1][:800]
     assert ">Configuration</a>" in html  # the tab bar, from clm_ui.SCREENS
     refused = viewer.post(f"{PAGE}/preview", data={"f:deploy.bake_seconds": "30"}, headers=SAME_ORIGIN)
     assert refused.status_code == 403
