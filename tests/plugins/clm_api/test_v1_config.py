@@ -48,7 +48,7 @@ def test_a_viewer_reads_the_live_revision_with_read_only_fields_marked(api, toke
     assert body["revision"]["number"] == 1 and body["revision"]["kind"] == "file" and body["live_revision"] == 1
     fields = {f["path"]: f for s in body["sections"] for f in s["fields"]}
     assert fields["deploy.bake_seconds"] == {**fields["deploy.bake_seconds"], "value": 5.0, "read_only": None}
-    assert "start-up" in fields["server.airflow_port"]["read_only"]
+    assert "restart" in fields["server.airflow_port"]["read_only"]
     assert "secret" in fields["database.url"]["read_only"]
     assert api.post(f"{V1}/config/preview", json={"changes": {"gate.max_task_drop": 1}},
                     headers=bearer(tokens, "vic")).status_code == 403  # fmt: skip
