@@ -7,24 +7,17 @@ channel's hourly limit, retrying a failed channel with backoff. A notifier that 
 nothing else waits for this DAG. docs/control-panel.md, "Alerts".
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG
-
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.alerts import CheckStoresOperator, DeliverAlertsOperator
 
-with DAG(
+with clm_dag(
     dag_id="clm_alerts",
     schedule="*/2 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     is_paused_upon_creation=False,  # alerts that nobody receives are the problem this DAG solves
-    tags=["clm"],
     doc_md=__doc__,
     default_args={"retries": 0, "execution_timeout": timedelta(minutes=5)},  # the next run is the retry
-    on_failure_callback=dag_failed,
 ):
     check = CheckStoresOperator(task_id="check_stores")
     # Alerts go out even when a store check failed: that is when they matter.

@@ -17,12 +17,12 @@ With ``training.placement: kubernetes`` the update trains in a pod: ``prepare`` 
 (docs/production.md).
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
 from clm_lib.airflow.assets import RETRAIN_REQUEST
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.evaluation import EvaluateOperator
 from clm_lib.airflow.operators.registry import RegisterOperator
 from clm_lib.airflow.operators.training import ContinualTrainOperator
@@ -30,15 +30,10 @@ from clm_lib.airflow.operators.training_pod import dag_training_config, pod_trai
 
 TRAINING = dag_training_config()  # which tasks the DAG has is fixed when it is parsed
 
-with DAG(
+with clm_dag(
     dag_id="clm_continual_training",
     schedule=[RETRAIN_REQUEST],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     params={
         "force": Param(
             False,

@@ -7,23 +7,14 @@ traffic by the bake window's rules, often during ``deploy.guard.watch_minutes`` 
 rate after, and rolls back on a breach, with an ``alert`` entry in the audit log. docs/deploy.md, "After promotion".
 """
 
-from datetime import datetime
-
-from airflow.sdk import DAG
-
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.watch import GuardOperator, ReconcileOperator
 
-with DAG(
+with clm_dag(
     dag_id="clm_deploy_watch",
     schedule="*/2 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     is_paused_upon_creation=False,  # a safety net: on unless someone switches it off
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     default_args={"retries": 0},  # the next run, two minutes later, is the retry
 ):
     reconcile = ReconcileOperator(task_id="reconcile")

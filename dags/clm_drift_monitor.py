@@ -6,24 +6,18 @@ a ``clm_retrain_request`` Asset event carrying the reasons, and that event start
 Otherwise the task skips with the policy's reason. Detectors, thresholds and cooldowns: ``drift`` in clm.yaml.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from clm_lib.airflow.assets import CURATED
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.drift import DriftCheckOperator
 
-with DAG(
+with clm_dag(
     dag_id="clm_drift_monitor",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[CURATED]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     DriftCheckOperator(task_id="check", retries=1, retry_delay=timedelta(seconds=30))

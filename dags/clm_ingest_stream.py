@@ -10,25 +10,19 @@ When Kafka ingestion is off (``ingest.kafka.enabled: false``, the default) the D
 triggered by hand its task skips. Emits ``clm_curated`` (with counts) when rows were curated, like ``clm_ingest``.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG
-
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.kafka import records_asset
 from clm_lib.airflow.operators.stream import StreamIngestOperator
 
 records = records_asset()  # None when Kafka ingestion is off
 
-with DAG(
+with clm_dag(
     dag_id="clm_ingest_stream",
     schedule=[records] if records is not None else None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
     max_active_runs=1,  # the task owns the consumer group: one consumer at a time
     is_paused_upon_creation=False,  # a paused DAG's watcher never runs (STACK.md)
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     StreamIngestOperator(task_id="consume", retries=2, retry_delay=timedelta(seconds=10))

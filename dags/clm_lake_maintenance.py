@@ -4,22 +4,15 @@ Vacuum keeps ``lake.vacuum_retention_hours`` of history, and always the versions
 was trained on (``clm_lib/data/maintenance.py``). The same functions as ``clm data optimize`` / ``clm data vacuum``.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import DAG
-
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.maintenance import LAKE_TABLES, LakeMaintenanceOperator
 
-with DAG(
+with clm_dag(
     dag_id="clm_lake_maintenance",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
 ):
     previous = None

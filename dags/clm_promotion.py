@@ -10,26 +10,20 @@ or the run's ``require_approval`` param is true (the param can ask for approval,
 returns at once. A rejection or timeout ends the promotion ``rejected`` and skips the rest: no traffic moves.
 """
 
-from datetime import datetime
-
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
 from clm_lib.airflow.assets import CANDIDATE
-from clm_lib.airflow.callbacks import dag_failed, settle_deployment
+from clm_lib.airflow.callbacks import settle_deployment
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.approval import PromotionApprovalOperator
 from clm_lib.airflow.operators.promotion import CanaryOperator, DeployOperator, GateOperator, PromoteOperator
 
 ASK_APPROVAL = "Wait for a person's approval before deploying (false never turns deploy.require_approval off)"
 
-with DAG(
+with clm_dag(
     dag_id="clm_promotion",
     schedule=[CANDIDATE],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     # Each step records its outcome and ends the deployment when it fails; a retry would find it ended. A task
     # killed mid-step ends nothing: its failure callback has the reconciler end the deployment (docs/deploy.md).
     default_args={"retries": 0, "on_failure_callback": settle_deployment},

@@ -6,24 +6,16 @@ drift checks run outside ``clm_drift_monitor`` (``clm drift check`` from cron, a
 Asset path on, both would start a training for the same request, so switch on one of the two.
 """
 
-from datetime import datetime
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG
 
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.sensors.retrain import RetrainTriggerSensor
 
-with DAG(
+with clm_dag(
     dag_id="clm_retrain_watch",
     schedule="@continuous",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     is_paused_upon_creation=True,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
 ):
     wait = RetrainTriggerSensor(task_id="wait", poke_interval=30)
     train = TriggerDagRunOperator(

@@ -5,22 +5,15 @@ version is still loaded, else load it into the idle slot first. A promotion unde
 ``airflow dags trigger clm_rollback -c '{"reason": "latency spike"}'`` or ``-c '{"to_version": "3", "reason": "..."}'``.
 """
 
-from datetime import datetime
+from airflow.sdk import Param
 
-from airflow.sdk import DAG, Param
-
-from clm_lib.airflow.callbacks import dag_failed
+from clm_lib.airflow.dag import clm_dag
 from clm_lib.airflow.operators.rollback import RollbackOperator
 
-with DAG(
+with clm_dag(
     dag_id="clm_rollback",
     schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["clm"],
     doc_md=__doc__,
-    on_failure_callback=dag_failed,  # a failed run is an alert (clm_lib/alerts)
     default_args={"retries": 0},
     params={
         "to_version": Param(None, type=["null", "string"], description="Version to roll back to (default: previous)"),
