@@ -10,7 +10,7 @@ What is timed, per size N (one process, alternating, median of ``--repeat``):
   table: the floor any ingestion pays.
 
 The ratio is raw seconds / ingest seconds (the target is >= 0.5). Per-stage seconds come from the batch's own
-``stages`` (raw commit runs beside hash/dedupe/validate, so stages overlap).
+``stages`` (the raw commit and the id index read run beside prepare/dedupe/validate, so stages overlap).
 
 Dedupe against a large curated table, per size C (``--curated``): a curated table of C rows is written straight
 with ``write_deltalake`` (in chunks of 1M, not through ingest), then for a batch of ``--dedupe-batch`` records

@@ -25,6 +25,7 @@ import os
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +77,22 @@ def _home(home: Path | None) -> Path:
         return Path(home)
     if os.environ.get("CLM_HOME"):
         return Path(os.environ["CLM_HOME"]).expanduser().resolve()
+    from clm_lib.config import DEFAULT_CONFIG
+
+    # Every entry needs the key: parsing clm.yaml for each one cost ~15 ms (an ingest batch writes one). The
+    # home is read again when anything it comes from changes: the working folder, clm's variables, the file.
+    config = Path(os.environ.get("CLM_CONFIG") or DEFAULT_CONFIG)
+    try:
+        stat = config.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        stamp = None  # load_config says what is wrong
+    clm_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("CLM")))
+    return _configured_home(str(Path.cwd()), str(config), stamp, clm_env)
+
+
+@lru_cache(maxsize=8)
+def _configured_home(cwd: str, config: str, stamp: tuple[int, int, int] | None, clm_env: tuple) -> Path:
     from clm_lib.config import load_config
 
     return load_config().home

@@ -8,7 +8,7 @@ and ``bucket``, the key's first 4 bits, by which the table is partitioned. A bat
 keys fall in (a micro-batch of a few records reads a few sixteenths of the index) and only the ``key`` column,
 whose fixed-width values cost a fraction of text to read and compare (measured: docs/benchmarks.md,
 "Ingestion"). A large batch touches every bucket, so its read is still proportional to the curated table, at
-16 bytes a row.
+16 bytes a row; ingest starts it (:func:`read_ahead`) before the batch is hashed, in a thread beside the hashing.
 
 The index is derived data, rebuilt from ``curated`` whenever it cannot be trusted:
 
@@ -26,7 +26,10 @@ Ingests do not run concurrently (see :mod:`clm_lib.data.ingest`), which is also 
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterable
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -124,35 +127,40 @@ def current(cfg: ClmConfig) -> DeltaTable | None:
     return rebuild(cfg, curated)
 
 
-def seen(cfg: ClmConfig, keys: pa.Array, *, exclude_batch: str | None = None) -> pa.Array:
-    """Per key: a record with that key is curated (rows of batch ``exclude_batch`` do not count)."""
+AHEAD_ROWS = 256
+"""A batch this large touches every bucket (the chance that one of 16 gets none of 256 random keys is ~10⁻⁶), so its
+dedupe reads the whole index anyway: :func:`read_ahead` can start that read early."""
+
+
+def read_ahead(cfg: ClmConfig, pool: Executor) -> Future[pa.Table] | None:
+    """Start reading every key of the index (brought up to date first) in ``pool``, for :func:`seen`'s ``ahead``:
+    ingest hashes the batch meanwhile. None when there is no curated table."""
     index = current(cfg)
-    if index is None or not len(keys):
-        return pa.repeat(pa.scalar(False), len(keys))
+    if index is None:
+        return None
+    # One call: the scan releases the GIL until it is done. Iterating batches would take the GIL back for each
+    # file, and each time wait for the thread that is hashing to give it up.
+    return pool.submit(index.to_pyarrow_dataset().to_table, columns=["key"])
+
+
+def seen(
+    cfg: ClmConfig, keys: pa.Array, *, exclude_batch: str | None = None, ahead: Future[pa.Table] | None = None
+) -> pa.Array:
+    """Per key: a record with that key is curated (rows of batch ``exclude_batch`` do not count). ``ahead``: the
+    index's keys as :func:`read_ahead` reads them, started before ``keys`` were known (and nothing was curated
+    since)."""
+    if not len(keys):
+        return pa.repeat(pa.scalar(False), 0)
     wanted = keys.cast(pa.binary())
-    touched = pc.unique(buckets(keys))
-    found: list[pa.Array] = []
-    pending: list[pa.Array] = []
-
-    def probe() -> None:
-        # One is_in per few million index keys: each call builds a hash set of the batch's keys, so calling it per
-        # (small) index file would cost more than the lookups themselves.
-        chunk = pa.concat_arrays(pending)
-        pending.clear()
-        hit = chunk.filter(pc.is_in(chunk, value_set=wanted))
-        if len(hit):
-            found.append(hit)
-
-    dataset = index.to_pyarrow_dataset()
-    held = 0
-    for batch in dataset.to_batches(columns=["key"], filter=pc.field("bucket").isin(touched)):
-        pending.append(batch["key"])
-        held += batch.num_rows
-        if held >= _SCAN_ROWS:
-            probe()
-            held = 0
-    if pending:
-        probe()
+    if ahead is not None:
+        found = _probe(ahead.result()["key"].chunks, wanted)
+    else:
+        index = current(cfg)
+        if index is None:
+            return pa.repeat(pa.scalar(False), len(keys))
+        touched = pc.unique(buckets(keys))
+        scan = index.to_pyarrow_dataset().to_batches(columns=["key"], filter=pc.field("bucket").isin(touched))
+        found = _probe((batch["key"] for batch in scan), wanted)
     present = pc.is_in(wanted, value_set=pa.concat_arrays(found)) if found else pa.repeat(pa.scalar(False), len(keys))
     if exclude_batch is not None and found:
         curated = lake._open(cfg, "curated")
@@ -162,6 +170,25 @@ def seen(cfg: ClmConfig, keys: pa.Array, *, exclude_batch: str | None = None) ->
             if len(own):
                 present = pc.and_(present, pc.invert(pc.is_in(wanted, value_set=id_keys(own).cast(pa.binary()))))
     return present
+
+
+def _probe(index_keys: Iterable[pa.Array], wanted: pa.Array) -> list[pa.Array]:
+    """The index keys that are among ``wanted``, looked up a few million index keys at a time: each is_in builds a
+    hash set of ``wanted``, so calling it per (small) index file would cost more than the lookups themselves."""
+    found: list[pa.Array] = []
+    pending: list[pa.Array] = []
+    held = 0
+    for chunk in itertools.chain(index_keys, [None]):
+        if chunk is not None:
+            pending.append(chunk)
+            held += len(chunk)
+        if pending and (held >= _SCAN_ROWS or chunk is None):
+            probed = pa.chunked_array(pending)  # not concatenated: that copied every index key read
+            hit = probed.filter(pc.is_in(probed, value_set=wanted))
+            if len(hit):
+                found.append(hit.combine_chunks())
+            pending, held = [], 0
+    return found
 
 
 def add(cfg: ClmConfig, keys: pa.Array, curated_version: int, batch_id: str) -> None:

@@ -22,6 +22,7 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
@@ -135,6 +136,23 @@ def _jsonl_lines(data: bytes) -> int:
     return data.count(b"\n") + (1 if data[last + 1:].strip() else 0)
 
 
+_SCAN_BYTES = 1 << 18
+
+
+def _object_lines(data: bytes) -> int | None:
+    """:func:`_jsonl_lines` of ``data`` when every line after the first starts with ``{`` (then none is blank), else
+    None. One numpy pass in cache-sized slices: counting newlines and searching for a blank line took ~4x longer."""
+    text = np.frombuffer(data, np.uint8)
+    newlines = 0
+    for start in range(0, len(text), _SCAN_BYTES):
+        part = text[start: start + _SCAN_BYTES + 1]
+        ends = part[:-1] == 0x0A  # a newline in the last byte ends the last line: it starts none
+        if np.any(ends & (part[1:] != 0x7B)):
+            return None
+        newlines += int(np.count_nonzero(ends))
+    return newlines + 1
+
+
 def _jsonl_arrow(data: bytes, *, valid_utf8: bool = False) -> pa.Table | None:
     """``data`` read by ``pyarrow.json`` (multi-threaded C++), or None when the file is not one whose every line
     :func:`read_jsonl` would read as a clean record with the same values; the caller then reads it line by line.
@@ -147,8 +165,13 @@ def _jsonl_arrow(data: bytes, *, valid_utf8: bool = False) -> pa.Table | None:
     string pyarrow reads as a timestamp) makes pyarrow fail or the checks refuse, and the slow path decides.
     """
     first = data.find(b"\n")
-    if not data[: first if first >= 0 else len(data)].strip() or _BLANK_LINE.search(data, 0, data.rfind(b"\n") + 1):
+    if not data[: first if first >= 0 else len(data)].strip():
         return None
+    lines = _object_lines(data)
+    if lines is None:
+        if _BLANK_LINE.search(data, 0, data.rfind(b"\n") + 1):
+            return None
+        lines = _jsonl_lines(data)
     if not valid_utf8 and not encodings.is_utf8(data):  # pyarrow.json lets some through (measured: b"caf\xe9")
         return None
     try:
@@ -159,7 +182,7 @@ def _jsonl_arrow(data: bytes, *, valid_utf8: bool = False) -> pa.Table | None:
         )
     except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != _jsonl_lines(data) or any(table[c].null_count for c in table.column_names):
+    if table.num_rows != lines or any(table[c].null_count for c in table.column_names):
         return None
     extras = sorted(c for c in table.column_names if c not in _FIELD_SET)
     if any(not any(test(table[c].type) for test in _EXTRA_TYPES) for c in extras):

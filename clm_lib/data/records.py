@@ -108,10 +108,21 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 def _text_bytes(values: pa.Array | pa.ChunkedArray) -> list[np.ndarray]:
-    """The UTF-8 bytes behind ``values`` (every chunk's data buffer, possibly more than its slice: callers only
-    use them to rule a step out, and run the exact step when in doubt)."""
+    """The UTF-8 bytes of ``values``' text, chunk by chunk (no copy; exactly the values', not their whole buffer:
+    a slice of a large array must not cost a scan of all of it). For another layout (string views), every buffer
+    but validity: more than the text, which only ever sends callers to their exact (slower) step."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    return [np.frombuffer(c.buffers()[2], np.uint8) for c in chunks if c.buffers()[2] is not None]
+    out = []
+    for c in chunks:
+        if not (pa.types.is_string(c.type) or pa.types.is_large_string(c.type)):
+            out += [np.frombuffer(b, np.uint8) for b in c.buffers()[1:] if b is not None]
+            continue
+        if c.buffers()[2] is None or not len(c):
+            continue
+        width = np.int64 if pa.types.is_large_string(c.type) else np.int32
+        offsets = np.frombuffer(c.buffers()[1], width, count=c.offset + len(c) + 1)
+        out.append(np.frombuffer(c.buffers()[2], np.uint8)[offsets[c.offset]: offsets[-1]])
+    return out
 
 
 def normalise(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -145,10 +156,25 @@ _HASH_ROWS = 65536
 """Rows hashed per step: the joined text of one step stays in cache (1M rows in one step took 1.7x longer)."""
 
 
-def content_digests(task: pa.Array, prompt: pa.Array, response: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """:func:`content_ids` and, for each, its index key: the first :data:`KEY_BYTES` bytes of the digest."""
+def code_points(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``pc.utf8_length(values)``; read off the offsets when the text is ASCII (one byte a code point)."""
+    kind = values.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)) or any(
+            b.size and b.max() >= 0x80 for b in _text_bytes(values)):
+        return pc.utf8_length(values)
+    return pc.binary_length(values)
+
+
+def content_digests(
+    task: pa.Array, prompt: pa.Array, response: pa.Array, lengths: tuple[pa.Array, ...] | None = None
+) -> tuple[pa.Array, pa.Array]:
+    """:func:`content_ids` and, for each, its index key: the first :data:`KEY_BYTES` bytes of the digest.
+    ``lengths``: each field's :func:`code_points`, when the caller has them already."""
     task, prompt, response = (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v
                               for v in (task, prompt, response))
+    if lengths is None:
+        lengths = tuple(code_points(v) for v in (task, prompt, response))
+    lengths = tuple(v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for v in lengths)
     n = len(task)
     fresh = hashlib.sha256().copy  # copying an empty hash is ~25 % cheaper than making one (measured)
     out = []
@@ -157,9 +183,8 @@ def content_digests(task: pa.Array, prompt: pa.Array, response: pa.Array) -> tup
     # by numpy.
     for start in range(0, n, _HASH_ROWS):
         parts: list[Any] = []
-        for values in (task, prompt, response):
-            values = values.slice(start, _HASH_ROWS)
-            parts += [pc.cast(pc.utf8_length(values), pa.string()), ":", values]
+        for values, length in zip((task, prompt, response), lengths, strict=True):
+            parts += [pc.cast(length.slice(start, _HASH_ROWS), pa.string()), ":", values.slice(start, _HASH_ROWS)]
         joined = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
         width = np.int64 if pa.types.is_large_string(joined.type) else np.int32
         offsets = np.frombuffer(joined.buffers()[1], width, count=len(joined) + 1,
@@ -233,6 +258,16 @@ def splits(ids: pa.Array | pa.ChunkedArray, eval_fraction: float) -> pa.Array:
     head = pc.utf8_slice_codeunits(ids, 0, 8)
     result = pc.if_else(pc.less(head, f"{bound:08x}"), "eval", "train")
     return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+
+
+def key_splits(keys: pa.Array, eval_fraction: float) -> pa.Array:
+    """:func:`splits` from the ids' index keys (:func:`content_digests`): the id's first 8 hex digits are the key's
+    first 4 bytes, so the comparison is one of integers, without reading the 64-character ids."""
+    bound = math.ceil(eval_fraction * 0x1_0000_0000)
+    n = len(keys)
+    digests = np.frombuffer(keys.buffers()[1], np.uint8, count=n * KEY_BYTES, offset=keys.offset * KEY_BYTES)
+    heads = digests.reshape(n, KEY_BYTES)[:, :4].copy().view(">u4").ravel()
+    return pc.if_else(pa.array(heads < bound), "eval", "train")
 
 
 def empty(name: str) -> pa.Table:

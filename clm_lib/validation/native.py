@@ -22,6 +22,7 @@ and requires the same verdict.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -99,20 +100,44 @@ def _regex_hits(column: pa.Array, pattern: str) -> pa.Array:
     return pc.take(hits, pc.index_in(column, value_set=distinct))
 
 
-def _unexpected(kind: str, column: pa.Array, kwargs: dict[str, Any]) -> pa.Array:
-    """Per row: the value is unexpected (never null)."""
+@dataclass(frozen=True)
+class Plan:
+    """A suite compiled for Arrow: its expectations with their bounds resolved, and the words of each reason."""
+
+    suite: SuiteSpec
+    steps: list[tuple[dict[str, Any], dict[str, Any]]]
+    details: dict[str, str]
+
+
+def plan(cfg: Any, suite: SuiteSpec, columns: list[str]) -> Plan | None:
+    """``suite`` ready to evaluate on records with ``columns``, or None when it uses an expectation this module does
+    not evaluate: then run GX (:func:`clm_lib.validation.suite.validate`)."""
+    params = suite_parameters(cfg)
+    steps = _plan(suite, params, columns)
+    if steps is None:
+        return None
+    return Plan(suite, steps, {s["meta"]["reason"]: _detail(s, params) for s in suite.expectations})
+
+
+def _text(records: pa.Table, name: str) -> pa.Array | pa.ChunkedArray:
+    column = records[name]
+    return column if pa.types.is_string(column.type) else column.cast(pa.string())
+
+
+def _unexpected(kind: str, column: pa.Array, kwargs: dict[str, Any], lengths: Any) -> pa.Array:
+    """Per row: the value is unexpected (never null). ``lengths()`` gives the column's lengths in code points."""
     if kind == "expect_column_values_to_not_be_null":
         return pc.is_null(column)
     if kind == "expect_column_values_to_be_in_set":
         bad = pc.invert(pc.is_in(column, value_set=pa.array(list(kwargs["value_set"]), pa.string())))
     elif kind == "expect_column_value_lengths_to_be_between":
-        lengths = pc.utf8_length(column)
-        ok = pa.repeat(pa.scalar(True), len(column))
+        ok = None
         low, high = kwargs.get("min_value"), kwargs.get("max_value")
         if low is not None:
-            ok = pc.and_(ok, (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(lengths, low))
+            ok = (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(lengths(), low)
         if high is not None:
-            ok = pc.and_(ok, (pc.less if kwargs.get("strict_max") else pc.less_equal)(lengths, high))
+            within = (pc.less if kwargs.get("strict_max") else pc.less_equal)(lengths(), high)
+            ok = within if ok is None else pc.and_(ok, within)
         bad = pc.invert(ok)
     else:
         hits = _regex_hits(column, kwargs["regex"])
@@ -120,35 +145,48 @@ def _unexpected(kind: str, column: pa.Array, kwargs: dict[str, Any]) -> pa.Array
     return pc.and_(pc.fill_null(bad, False), pc.is_valid(column))  # GX counts no null as unexpected here
 
 
-def evaluate(records: pa.Table, cfg: Any, suite: SuiteSpec) -> SuiteResult | None:
-    """The suite's verdict on ``records`` (row positions are the ids in ``row_failures``), or None when the suite
-    uses an expectation this module does not evaluate: then run GX (:func:`clm_lib.validation.suite.validate`)."""
-    params = suite_parameters(cfg)
-    plan = _plan(suite, params, records.column_names)
-    if plan is None:
-        return None
-    details = {s["meta"]["reason"]: _detail(s, params) for s in suite.expectations}
+def unexpected(compiled: Plan, records: pa.Table, lengths: dict[str, pa.Array] | None = None) -> list[pa.Array]:
+    """Per expectation, in suite order: which rows of ``records`` it finds unexpected. Rows are independent, so a
+    batch may be evaluated in parts and the parts concatenated (ingest does, while each part is in cache).
+    ``lengths``: text columns' lengths in code points, when the caller has them already."""
+    columns: dict[str, pa.Array] = {}
+    lengths = dict(lengths or {})
+    masks = []
+    for exp, kwargs in compiled.steps:
+        name = kwargs["column"]
+        if name not in columns:
+            columns[name] = _text(records, name)
+        column = columns[name]
+
+        def length(name: str = name, column: pa.Array = column) -> pa.Array:
+            if name not in lengths:  # the same column's lower and upper bounds are two expectations
+                lengths[name] = pc.utf8_length(column)
+            return lengths[name]
+
+        masks.append(_unexpected(exp["type"], column, kwargs, length))
+    return masks
+
+
+def verdict(compiled: Plan, records: pa.Table, masks: list[pa.Array | pa.ChunkedArray]) -> SuiteResult:
+    """The suite's verdict on ``records`` from :func:`unexpected`'s masks for those same rows (row positions are
+    the ids in ``row_failures``)."""
+    suite, details = compiled.suite, compiled.details
     n = records.num_rows
     if not n:
         return SuiteResult(suite.name, True, 0, {}, details, [])
     failures: dict[int, list[str]] = {}
     expectations = []
-    columns: dict[str, pa.Array] = {}
-    for exp, kwargs in plan:
+    for (exp, kwargs), bad in zip(compiled.steps, masks, strict=True):
         reason = exp["meta"]["reason"]
-        if kwargs["column"] not in columns:
-            column = records[kwargs["column"]].combine_chunks()
-            columns[kwargs["column"]] = column if pa.types.is_string(column.type) else column.cast(pa.string())
-        column = columns[kwargs["column"]]
-        bad = _unexpected(exp["type"], column, kwargs)
+        column = _text(records, kwargs["column"])
         rows = pc.indices_nonzero(bad).to_pylist()
         for row in rows:
             failures.setdefault(row, []).append(reason)
         counted = n if exp["type"] == "expect_column_values_to_not_be_null" else n - column.null_count
         percent = len(rows) / counted * 100 if counted else None  # in GX's order: the float must be the same
         success = not rows or (counted > 0 and (counted - len(rows)) / counted >= kwargs.get("mostly", 1.0))
-        values, cut = failing_values({"partial_unexpected_list": column.take(pa.array(rows[:20], pa.int64()))
-                                      .to_pylist()})
+        # By position, not take(): taking from a column of many chunks concatenates them first (a copy of the text).
+        values, cut = failing_values({"partial_unexpected_list": [column[i].as_py() for i in rows[:20]]})
         expectations.append({
             "type": exp["type"],
             "column": kwargs["column"],
@@ -164,3 +202,10 @@ def evaluate(records: pa.Table, cfg: Any, suite: SuiteSpec) -> SuiteResult | Non
             "values_cut": cut,
         })
     return SuiteResult(suite.name, all(e["success"] for e in expectations), n, failures, details, expectations)
+
+
+def evaluate(records: pa.Table, cfg: Any, suite: SuiteSpec) -> SuiteResult | None:
+    """The suite's verdict on ``records`` (row positions are the ids in ``row_failures``), or None when the suite
+    uses an expectation this module does not evaluate: then run GX (:func:`clm_lib.validation.suite.validate`)."""
+    compiled = plan(cfg, suite, records.column_names)
+    return None if compiled is None else verdict(compiled, records, unexpected(compiled, records))

@@ -31,7 +31,7 @@ def test_the_command_writes_its_results(tmp_path, capsys):
     assert row["ingest_records_per_s"] > 0 and len(row["ingest_s"]) == len(row["raw_s"]) == 2
     assert all(c == {"rows_in": 2000, "rows_curated": 2000, "rows_quarantined": 0, "rows_duplicate": 0}
                for c in row["counts"])
-    assert {"read", "hash", "dedupe", "validate", "raw_commit", "curated_commit", "database"} <= set(
+    assert {"read", "prepare", "dedupe", "validate", "raw_commit", "curated_commit", "database"} <= set(
         row["stages_median_s"])
     dedupe = report["dedupe"]["by_curated_rows"]["5000"]
     assert dedupe["batch"]["records"] == 500 and dedupe["batch"]["index_s"] > 0 and dedupe["index_build_s"] > 0

@@ -118,3 +118,26 @@ def test_lake_maintenance_compacts_the_index_with_curated(lake_cfg, drop):
     assert _index_ids(lake_cfg) == _curated_keys(lake_cfg)
     later = ingest_file(lake_cfg, drop("later.jsonl", range(250, 350)))
     assert (later.rows_curated, later.rows_duplicate) == (50, 50)
+
+
+def test_reading_the_whole_index_ahead_finds_what_the_bucket_scan_finds(lake_cfg, drop):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    from clm_lib.data.records import content_digests
+
+    first = ingest_file(lake_cfg, drop("a.jsonl", range(0, id_index.AHEAD_ROWS + 44)))
+    ingest_file(lake_cfg, drop("b.jsonl", range(1000, 1010)))
+    rows = lake.read_table(lake_cfg, "curated", columns=["id", "batch_id"])
+    mine = rows.filter(pc.equal(rows["batch_id"], first.batch_id))["id"]
+    others = rows.filter(pc.not_equal(rows["batch_id"], first.batch_id))["id"]
+    fresh = content_digests(*(pa.array([f"{f} {i}" for i in range(200)]) for f in ("t", "p", "r")))[1]
+    probe = pa.concat_arrays([id_keys(mine).slice(0, 150), fresh, id_keys(others)])
+    for exclude in (None, first.batch_id):
+        with ThreadPoolExecutor(1) as pool:
+            ahead = id_index.read_ahead(lake_cfg, pool)
+            got = id_index.seen(lake_cfg, probe, exclude_batch=exclude, ahead=ahead)
+        assert got.equals(id_index.seen(lake_cfg, probe, exclude_batch=exclude))
+        # Batch a's rows do not count against batch a (a retry of it); b's still do.
+        assert pc.sum(got).as_py() == (150 + 10 if exclude is None else 10)

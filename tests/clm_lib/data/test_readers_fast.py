@@ -68,3 +68,16 @@ def test_anything_it_could_read_differently_goes_line_by_line(name, monkeypatch)
     assert readers._jsonl_arrow(data) is None
     result = readers.read_jsonl(data)
     assert [result.table.to_pylist(), result.notes] == slow(data, monkeypatch)
+
+
+def test_lines_are_counted_across_scan_slices_and_blank_ones_are_still_found(monkeypatch):
+    monkeypatch.setattr(readers, "_SCAN_BYTES", 64)  # many slices; lines cross their boundaries
+    many = lines(*({**REC, "prompt": f"prompt {i}"} for i in range(40)))
+    for data in (many, many.rstrip(b"\n"), many.replace(b"\n", b"\r\n")):
+        assert readers._object_lines(data) == readers._jsonl_lines(data) == 40
+        assert readers._jsonl_arrow(data).num_rows == 40
+    cut = many.index(b"\n", 130) + 1
+    blank = many[:cut] + b"\n" + many[cut:]  # a blank line somewhere inside
+    assert readers._object_lines(blank) is None and readers._jsonl_arrow(blank) is None
+    indented = many.replace(b"\n{", b"\n {")  # no line starts with "{": the exact check decides, and takes it
+    assert readers._object_lines(indented) is None and readers._jsonl_arrow(indented).num_rows == 40

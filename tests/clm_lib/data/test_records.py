@@ -1,7 +1,17 @@
 import pyarrow as pa
 import pytest
 
-from clm_lib.data.records import SCHEMAS, content_ids, empty, normalise, record_id, split_of, splits
+from clm_lib.data.records import (
+    SCHEMAS,
+    content_digests,
+    content_ids,
+    empty,
+    key_splits,
+    normalise,
+    record_id,
+    split_of,
+    splits,
+)
 
 # A pinned id: changing how ids are computed would orphan every record already in a lake.
 GOLDEN = ("routers", "My router reboots", "Update the firmware.")
@@ -62,3 +72,10 @@ def test_split_is_stable_and_close_to_the_fraction():
 def test_every_table_has_an_empty_form_with_its_schema():
     for name, schema in SCHEMAS.items():
         assert empty(name).schema == schema and empty(name).num_rows == 0
+
+
+def test_splits_from_index_keys_are_the_splits_of_the_ids():
+    ids, keys = content_digests(*(pa.array([f"{f} {i}" for i in range(5000)]) for f in ("t", "p", "r")))
+    for fraction in (0.0, 0.1, 0.5, 0.9999999, 1.0):
+        assert key_splits(keys, fraction).equals(splits(ids, fraction))
+        assert key_splits(keys.slice(17, 300), fraction).equals(splits(ids.slice(17, 300), fraction))
