@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from clm_lib.config import DataConfig
+from clm_lib.config import ClmConfig, DataConfig
 from clm_lib.data.landing import FileRefused, size_words
 from clm_lib.data.records import Problem
 from clm_lib.errors import ConfigError, IngestError
@@ -43,6 +43,27 @@ _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 
 def is_remote(location: str) -> bool:
     return str(location).startswith(SCHEMES)
+
+
+def staging_dir(cfg: ClmConfig) -> Path:
+    """Where a writer finishes a file before it enters the landing location: the landing folder itself (hidden
+    names, so that a rename publishes it whole), or a folder in the home when the landing location is on S3."""
+    if is_remote(cfg.landing_uri):
+        return cfg.home / "landing-staging"
+    return cfg.landing_dir
+
+
+def deliver(cfg: ClmConfig, path: Path, name: str) -> str:
+    """Publish the finished file ``path`` (in :func:`staging_dir`) into the landing location as ``name``: a rename
+    in the folder, or one PUT to S3 (readers see the whole object or none) and the local file removed. Returns
+    where it now is, to show."""
+    if is_remote(cfg.landing_uri):
+        uri = S3Landing(cfg.landing_uri).put(path, name)
+        path.unlink()
+        return uri
+    target = cfg.landing_dir / name
+    os.replace(path, target)
+    return str(target)
 
 
 class Changed(IngestError):
@@ -117,9 +138,10 @@ class S3Landing:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def put(self, path: Path) -> str:
-        """Upload a local file as ``<prefix><its name>`` (one PUT: readers see the whole object or none of it)."""
-        key = self.prefix + path.name
+    def put(self, path: Path, name: str | None = None) -> str:
+        """Upload a local file as ``<prefix><name>`` (its own name by default; one PUT: readers see the whole object
+        or none of it)."""
+        key = self.prefix + (name or path.name)
         self.s3.upload_file(str(path), self.bucket, key)
         return self.uri(key)
 

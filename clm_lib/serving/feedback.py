@@ -17,16 +17,16 @@ What may become training data, and how:
   review queue (:mod:`clm_lib.serving.review`), a ``quarantine`` row with reason ``pending_review``, and reaches
   training only when an operator accepts it (``clm feedback accept``).
 
-Examples are batched in ``landing/.feedback-<slot>.jsonl.part`` (ingest skips hidden files) and published by a
-rename every ``feedback_batch_rows`` rows or ``feedback_flush_s`` seconds and when the slot stops; a part file left
-by a crash is published when the slot starts again, so nothing is lost.
+Examples are batched in ``landing/.feedback-<slot>.jsonl.part`` (ingest skips hidden files; with an ``s3://``
+landing location, in ``<home>/landing-staging/``) and published by a rename (or one PUT to S3) every
+``feedback_batch_rows`` rows or ``feedback_flush_s`` seconds and when the slot stops; a part file left by a crash is
+published when the slot starts again, so nothing is lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from clm_lib.config import ClmConfig
+from clm_lib.data.landing_s3 import deliver, staging_dir
 from clm_lib.db import session_scope
 from clm_lib.db.models import ServingFeedback
 from clm_lib.serving import review
@@ -100,12 +101,12 @@ class FeedbackSink:
         self.min_rating = cfg.serving.feedback_min_rating
         self.batch_rows = cfg.serving.feedback_batch_rows
         self.flush_s = cfg.serving.feedback_flush_s
-        self.landing = cfg.landing_dir
         self.ratings = cfg.home / "serving" / "feedback" / f"ratings-{slot}.jsonl"
-        self.pending = self.landing / f".feedback-{slot}.jsonl.part"
+        self.pending = staging_dir(cfg) / f".feedback-{slot}.jsonl.part"
         self.pending_rows = 0
         self.first_pending: float | None = None
-        self.published: list[Path] = []
+        self.published: list[str] = []
+        """Where each published file went (a path in the landing folder, or an ``s3://`` URI)."""
         self._publish()  # what a crashed predecessor left behind
 
     def _decide(self, rating: float, correction: str | None, task: str | None) -> tuple[str, str]:
@@ -202,8 +203,7 @@ class FeedbackSink:
         except FileNotFoundError:
             return
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = self.landing / f"feedback-{self.slot}-{stamp}.jsonl"
-        os.replace(self.pending, target)
+        target = deliver(self.cfg, self.pending, f"feedback-{self.slot}-{stamp}.jsonl")
         self.published.append(target)
         log.info("published feedback examples to %s", target)
 

@@ -18,15 +18,14 @@ one correction), and audit each decision. ``clm feedback review|accept|reject`` 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import select, update
 
 from clm_lib import audit
 from clm_lib.config import ClmConfig
+from clm_lib.data.landing_s3 import deliver, staging_dir
 from clm_lib.db import session_scope
 from clm_lib.db.models import ServingFeedback, utcnow
 from clm_lib.errors import ClmError
@@ -131,14 +130,14 @@ def _claim(s, ids: list[int], status: str, actor: str, reason: str) -> list[Serv
     return list(s.scalars(select(ServingFeedback).where(ServingFeedback.id.in_(ids)).order_by(ServingFeedback.id)))
 
 
-def accept(cfg: ClmConfig, ids: list[int], *, actor: str, reason: str = "") -> tuple[list[ReviewItem], Path]:
-    """Accept corrections: they are published to the landing folder as one JSONL file (returned), which the
-    next ingest curates. All of ``ids`` or none."""
-    landing = cfg.landing_dir
-    landing.mkdir(parents=True, exist_ok=True)
+def accept(cfg: ClmConfig, ids: list[int], *, actor: str, reason: str = "") -> tuple[list[ReviewItem], str]:
+    """Accept corrections: they are published to the landing location as one JSONL file (where it is returned),
+    which the next ingest curates. All of ``ids`` or none."""
+    staging = staging_dir(cfg)
+    staging.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    hidden = landing / f".feedback-review-{stamp}.jsonl.part"  # ingest skips hidden files until the rename
-    target = landing / f"feedback-review-{stamp}.jsonl"
+    hidden = staging / f".feedback-review-{stamp}.jsonl.part"  # ingest skips hidden files until the rename
+    target = f"feedback-review-{stamp}.jsonl"
     try:
         with session_scope(cfg.database_url) as s:
             rows = _claim(s, ids, ACCEPTED, actor, reason)
@@ -154,12 +153,12 @@ def accept(cfg: ClmConfig, ids: list[int], *, actor: str, reason: str = "") -> t
             for r in rows:
                 audit.record(s, action="feedback.accept", target=f"serving_feedback:{r.id}", actor=actor,
                              from_value=PENDING, to_value=ACCEPTED, reason=reason or f"correction from {r.owner}",
-                             details={"record_id": r.record_id, "landing_file": target.name})  # fmt: skip
+                             details={"record_id": r.record_id, "landing_file": target})  # fmt: skip
             accepted = [_item(r) for r in rows]
-        os.replace(hidden, target)
+        where = deliver(cfg, hidden, target)
     finally:
         hidden.unlink(missing_ok=True)
-    return accepted, target
+    return accepted, where
 
 
 def reject(cfg: ClmConfig, ids: list[int], *, actor: str, reason: str) -> list[ReviewItem]:

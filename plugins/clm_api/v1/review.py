@@ -116,7 +116,7 @@ def accept(cfg: ConfigDep, body: Decision, actor: ActorDep) -> dict[str, Any]:
         accepted, path = review.accept(cfg, ids, actor=actor, reason=body.reason.strip())
     except ClmError as exc:  # decided by someone else in between
         raise HTTPException(409, str(exc)) from None
-    return {"decision": "accepted", "items": accepted, "landing_file": path.name}
+    return {"decision": "accepted", "items": accepted, "landing_file": path.rsplit("/", 1)[-1]}
 
 
 @router.post("/review/reject", dependencies=REVIEW, response_model=DecisionOut)

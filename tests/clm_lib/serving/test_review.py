@@ -110,3 +110,19 @@ def test_accept_is_all_or_nothing(slot):
     listed = CliRunner().invoke(cli, ["feedback", "review"])
     assert f"#{first}" in listed.output and "Power-cycle the modem" in listed.output
     assert list(cfg.landing_dir.glob("*review*")) == []
+
+
+def test_an_accepted_correction_reaches_an_s3_landing_location_and_curated(slot, s3_endpoint, monkeypatch):
+    from tests.s3 import use_s3
+
+    cfg = slot["cfg"]
+    fid = _correct(slot["url"], "Hand the case to the network team")
+    with use_s3(monkeypatch, s3_endpoint, "review-landing") as s3:
+        cfg.paths.landing = "s3://review-landing/in"
+        accepted, where = review.accept(cfg, [fid], actor="test")
+        assert [i.id for i in accepted] == [fid] and where.startswith("s3://review-landing/in/feedback-review-")
+        assert not list((cfg.home / "landing-staging").iterdir())  # published, nothing left behind
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="review-landing")["Contents"]]
+        assert keys == [where.removeprefix("s3://review-landing/")]
+        ingest_landing(cfg)
+        assert "Hand the case to the network team" in _curated_responses(cfg)
