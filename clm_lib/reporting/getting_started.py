@@ -59,7 +59,8 @@ class GettingStarted:
 
 
 def build_getting_started(cfg: ClmConfig) -> GettingStarted:
-    landing = cfg.landing_dir
+    landing = cfg.landing_uri
+    copy = "aws s3 cp my-data.jsonl" if landing.startswith(("s3://", "s3a://")) else "cp my-data.jsonl"
     problems: list[str] = []
     facts: dict[str, tuple] = {}
     missing = missing_sqlite(cfg.database_url)
@@ -109,7 +110,7 @@ def build_getting_started(cfg: ClmConfig) -> GettingStarted:
              n_batches > 0 if known else None,
              f"{n_batches} ingestion batch(es)" if n_batches else f"nothing ingested yet: drop files into {landing}",
              _utc(last_batch), "/ingestion",
-             [f"cp my-data.jsonl {landing}/", "airflow dags trigger clm_ingest"]),
+             [f"{copy} {landing}/", "airflow dags trigger clm_ingest"]),
         Step(2, "Validated and curated", "Each record is checked; bad ones go to quarantine with their reason, the "
              "rest are deduplicated into the curated Delta table.",
              n_committed > 0 if known else None,
@@ -142,7 +143,7 @@ def build_getting_started(cfg: ClmConfig) -> GettingStarted:
         own_model_and_data=[
             ". .venv/bin/activate",
             "clm init && clm up",
-            f"cp my-data.jsonl {landing}/",
+            f"{copy} {landing}/",
             "export CLM_CONFIG=my-clm.yaml   # a copy of include/clm.yaml",
             "#   model.base_path: /models/my-model   (saved with save_pretrained)",
             "#   model.build_if_missing: false",

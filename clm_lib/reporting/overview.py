@@ -264,6 +264,7 @@ class Overview:
     generated_at: datetime
     model_name: str
     landing_dir: str
+    """The landing location where files are dropped: a folder, or ``s3://...``."""
     formats: list[str]
     database_url: str
     """Credentials removed."""
@@ -318,7 +319,7 @@ def build_overview(
     return Overview(
         generated_at=datetime.now(UTC),
         model_name=cfg.registry.model_name,
-        landing_dir=str(cfg.landing_dir),
+        landing_dir=cfg.landing_uri,
         formats=list(cfg.data.formats),
         database_url=redact_url(cfg.database_url),
         database_problem=problem,
