@@ -284,7 +284,11 @@ def up(ctx: click.Context, airflow_port: int | None, mlflow_port: int | None, ti
     initialised = airflow_home.config_path(cfg).exists()
     if not initialised and not profile:
         raise ClmError(f"{cfg.home} is not initialised: run `clm init` first")
-    if profile and (not initialised or (_profile_in_force(cfg) or "local") != profile):
+    in_force = _profile_in_force(cfg) or "local"
+    if profile and (not initialised or in_force != profile):
+        running = processes.load_stack(cfg)
+        if running and any(processes.find(cfg, c) for c in running.components()):
+            raise ClmError(f"clm runs in {cfg.home} with profile {in_force}: `clm down` first to switch to {profile}")
         ctx.invoke(init, airflow_port=airflow_port, mlflow_port=mlflow_port, airflow_db_url=None, profile=profile)
         cfg = get_config()
     stack, missing = _what_to_start(cfg, airflow_port, mlflow_port)

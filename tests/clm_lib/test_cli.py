@@ -112,6 +112,11 @@ def test_up_status_down_round_trip(fake_stack):
     assert again.exit_code == 0 and "already running" in again.stdout
     moved = _run("up", "--mlflow-port", str(port + 1))
     assert moved.exit_code == 2 and "`clm down` first to change them" in moved.stderr
+    switched = _run("up", "--profile", "production")  # nothing re-initialised under a running stack
+    assert switched.exit_code == 2 and "with profile local: `clm down` first to switch to production" in (
+        switched.stderr
+    )
+    assert not (Path(os.environ["CLM_HOME"]) / "profile").exists()
 
     down = _run("down")
     assert down.exit_code == 0 and "mlflow         stopped" in down.stdout
