@@ -117,8 +117,8 @@ class Stack:
                 (
                     sys.executable, "-m", "mlflow", "server",
                     "--host", self.host, "--port", str(self.mlflow_port), "--workers", "1",
-                    # Artifacts are plain files under CLM_HOME: a client on the SQLite store directly and one
-                    # going through this server read and write the same place.
+                    # Artifacts are plain files under CLM_HOME by default (or registry.artifacts_uri): a client on
+                    # the store directly and one going through this server read and write the same place.
                     "--default-artifact-root", self.artifacts_root or str(self.home / "mlartifacts"),
                     "--no-serve-artifacts",
                 ),
