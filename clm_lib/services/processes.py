@@ -248,21 +248,33 @@ def load_stack(cfg: ClmConfig) -> Stack | None:
 
 
 def find(cfg: ClmConfig, component: Component) -> psutil.Process | None:
-    """The live process behind the component's pid file, or None (a stale pid file is ignored)."""
-    path = pid_file(cfg, component.name)
+    """The live process behind the component's pid file, or None (a stale pid file is ignored).
+
+    A live process that does not match is looked at once more, a moment later: twice a loaded test run found the
+    process ``start`` had just launched not to match, and matching when looked at again. A miss there would have
+    ``clm up`` start the component a second time."""
+    proc, live = _match(cfg, component)
+    if proc is None and live:
+        time.sleep(0.2)
+        proc, _ = _match(cfg, component)
+    return proc
+
+
+def _match(cfg: ClmConfig, component: Component) -> tuple[psutil.Process | None, bool]:
+    """The process behind the pid file if it is the component's, and whether a live process has that pid."""
     try:
-        pid, *mark = path.read_text().split()
+        pid, *mark = pid_file(cfg, component.name).read_text().split()
         proc = psutil.Process(int(pid))
         if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
+            return None, False
         # The process the file was written for (not a later one that got its pid), and still the same program.
         if mark and not is_same(proc.pid, mark[0]):
-            return None
+            return None, True
         if not re.search(component.signature, " ".join(proc.cmdline())):
-            return None
-        return proc
+            return None, True
+        return proc, True
     except (OSError, ValueError, psutil.Error):
-        return None
+        return None, False
 
 
 def port_in_use(host: str, port: int) -> bool:

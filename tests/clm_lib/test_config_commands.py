@@ -41,7 +41,7 @@ def test_set_then_show_history_diff_and_revert(env):
     assert shown["revision"]["number"] == 2 and shown["revision"]["actor"] == f"cli:{getpass.getuser()}"
     fields = {f["path"]: f for s in shown["sections"] for f in s["fields"]}
     assert fields["deploy.bake_seconds"]["value"] == 30.0 and fields["deploy.bake_seconds"]["read_only"] is None
-    assert "start-up" in fields["server.airflow_port"]["read_only"]
+    assert "restart" in fields["server.airflow_port"]["read_only"]
     assert "deploy.bake_seconds = 30.0" in clm("config", "show").output
     assert "deploy.bake_seconds = 5.0" in clm("config", "show", "--version", "1").output
 
