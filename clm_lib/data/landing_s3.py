@@ -138,10 +138,9 @@ class S3Landing:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def put(self, path: Path, name: str | None = None) -> str:
-        """Upload a local file as ``<prefix><name>`` (its own name by default; one PUT: readers see the whole object
-        or none of it)."""
-        key = self.prefix + (name or path.name)
+    def put(self, path: Path, name: str) -> str:
+        """Upload a local file as ``<prefix><name>`` (one PUT: readers see the whole object or none of it)."""
+        key = self.prefix + name
         self.s3.upload_file(str(path), self.bucket, key)
         return self.uri(key)
 

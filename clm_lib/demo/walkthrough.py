@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from clm_lib.config import ClmConfig
-from clm_lib.data.landing_s3 import S3Landing, is_remote
+from clm_lib.data.landing_s3 import deliver, staging_dir
 from clm_lib.db import session_scope
 from clm_lib.db.models import DriftReport, Evaluation, GateDecision, IngestionBatch, TrainingRun
 from clm_lib.errors import ClmError
@@ -130,12 +130,12 @@ def already_ran(cfg: ClmConfig) -> bool:
 
 
 def _deliver(cfg: ClmConfig, drop: Path) -> None:
-    """Put a drop where the ingest DAG looks: the landing folder, or the ``s3://`` landing location."""
-    if is_remote(cfg.landing_uri):
-        S3Landing(cfg.landing_uri).put(drop)
-        return
-    cfg.landing_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(drop, cfg.landing_dir / drop.name)
+    """Put a copy of a drop where the ingest DAG looks, whole (the landing folder or its ``s3://`` location)."""
+    staging = staging_dir(cfg)
+    staging.mkdir(parents=True, exist_ok=True)
+    copy = staging / f".{drop.name}.part"  # hidden: an ingest running meanwhile skips it until it is whole
+    shutil.copy(drop, copy)
+    deliver(cfg, copy, drop.name)
 
 
 def run_walkthrough(
